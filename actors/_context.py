@@ -1,0 +1,42 @@
+"""The interface through which an agent reaches the rest of the system.
+
+Its host (a thread actor today; a worker process or Ray later) provides it; agents depend on
+this protocol only, never on the runtime.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Protocol
+
+from ._result import ExecutionResult
+
+__all__ = ["AgentContext"]
+
+
+class AgentContext(Protocol):
+    @property
+    def path(self) -> str:
+        """This agent's path in the tree, e.g. "root/team/a"."""
+
+    @property
+    def agent_id(self) -> str:
+        """The child id (last path segment)."""
+
+    @property
+    def trace_id(self) -> str | None:
+        """Trace id of the message being handled (None outside a handler)."""
+
+    @property
+    def fallback_reason(self) -> str | None:
+        """When this agent answers as a fallback: why the primary could not."""
+
+    def ask(self, path: str, message: Any, *, timeout: float | None = None) -> ExecutionResult:
+        """Ask another agent; same semantics as System.ask. The default timeout is what is left
+        of the current message's deadline. An ask that would wait on itself (a cycle) ends at
+        once with TIMEOUT."""
+
+    def tell(self, path: str, message: Any) -> None:
+        """Send without waiting for an answer."""
+
+    def stop(self) -> None:
+        """Ask to stop normally after the current message (a transient child is not restarted)."""

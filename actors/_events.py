@@ -1,0 +1,40 @@
+"""Events: structlog key-value events, plus in-process sinks for tests and health.
+
+Every supervisor report carries the same keys: event, supervisor, child, path, agent_id,
+reason (OTP's supervisor reports have supervisor, errorContext, reason, offender).
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+from typing import Any
+
+import structlog
+
+__all__ = ["EventSink", "add_sink", "emit", "remove_sink"]
+
+EventSink = Callable[[dict[str, Any]], None]
+
+_logger = structlog.get_logger("hivekeeper")
+_sinks: tuple[EventSink, ...] = ()
+_sinks_lock = threading.Lock()
+
+
+def add_sink(sink: EventSink) -> None:
+    global _sinks  # noqa: PLW0603 - the one guarded place for process-wide sinks
+    with _sinks_lock:
+        _sinks = (*_sinks, sink)
+
+
+def remove_sink(sink: EventSink) -> None:
+    global _sinks  # noqa: PLW0603
+    with _sinks_lock:
+        _sinks = tuple(s for s in _sinks if s is not sink)
+
+
+def emit(event: str, *, level: str = "info", **fields: Any) -> None:
+    """Log one event and hand it to the registered sinks."""
+    for sink in _sinks:
+        sink({"event": event, "level": level, **fields})
+    getattr(_logger, level)(event, **fields)

@@ -1,0 +1,44 @@
+"""HostContext: the AgentContext a thread host gives its agent."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from actors import ExecutionResult
+
+if TYPE_CHECKING:
+    from ._host import ThreadHost
+
+__all__ = ["HostContext"]
+
+
+class HostContext:
+    def __init__(self, host: ThreadHost) -> None:
+        self._host = host
+
+    @property
+    def path(self) -> str:
+        return self._host.slot.path
+
+    @property
+    def agent_id(self) -> str:
+        return self._host.slot.id
+
+    @property
+    def trace_id(self) -> str | None:
+        env = self._host.current
+        return env.trace_id if env is not None else None
+
+    @property
+    def fallback_reason(self) -> str | None:
+        env = self._host.current
+        return env.fallback_reason if env is not None and env.stage >= 0 else None
+
+    def ask(self, path: str, message: Any, *, timeout: float | None = None) -> ExecutionResult:
+        return self._host.slot.runtime.ask(self._host.current, self.path, path, message, timeout)
+
+    def tell(self, path: str, message: Any) -> None:
+        self._host.slot.runtime.tell(self._host.current, self.path, path, message)
+
+    def stop(self) -> None:
+        self._host.stop_requested = True

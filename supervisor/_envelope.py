@@ -1,0 +1,48 @@
+"""Envelope: one message on its way through a slot's mailbox, its fallbacks and retries."""
+
+from __future__ import annotations
+
+import itertools
+import os
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from ._reply import Reply
+    from ._slot import AgentSlot
+
+__all__ = ["Envelope", "new_trace_id"]
+
+_ids = itertools.count(1)
+_TRACE_PREFIX = os.urandom(4).hex()
+_trace_seq = itertools.count(1)
+
+
+def new_trace_id() -> str:
+    """A process-unique trace id: a random per-process prefix and a counter (cheap to make)."""
+    return f"{_TRACE_PREFIX}{next(_trace_seq):08x}"
+
+
+@dataclass(slots=True, eq=False)
+class Envelope:
+    """message: the payload; reply: None for a tell; deadline: clock time after which nobody
+    waits for the answer (None: never expires); origin: the slot it was sent to (owner of the
+    fallback chain); stage: -1 while with the primary, i while with fallback i; attempts:
+    deliveries to the primary; chain: paths blocked in asks waiting on this message (cycle
+    detection); trial: admitted as a breaker's half-open trial; done: answered or discarded."""
+
+    message: Any
+    reply: Reply | None
+    deadline: float | None
+    origin: AgentSlot
+    trace_id: str
+    chain: tuple[str, ...] = ()
+    msg_id: int = field(default_factory=_ids.__next__)
+    stage: int = -1
+    attempts: int = 0
+    trial: bool = False
+    done: bool = False
+    started_at: float | None = None
+    fallback_reason: str | None = None
+    errors: list[str] = field(default_factory=list)
+    first_status: Any = None  # ExecutionStatus of the first stage that could not answer

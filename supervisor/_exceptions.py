@@ -1,0 +1,39 @@
+"""Exceptions for caller mistakes. Anything an agent does is reported in an ExecutionResult."""
+
+from __future__ import annotations
+
+__all__ = [
+    "HivekeeperError",
+    "SystemNotRunningError",
+    "TreeStartError",
+    "UnknownPathError",
+]
+
+
+class HivekeeperError(Exception):
+    """Base of every exception hivekeeper raises to callers."""
+
+
+class UnknownPathError(HivekeeperError, LookupError):
+    """No agent or supervisor at this path (never declared, removed, or a typo)."""
+
+    def __init__(
+        self, path: str, known: list[str] | None = None, *, detail: str | None = None
+    ) -> None:
+        self.path = path
+        if detail is not None:
+            super().__init__(detail)
+            return
+        hint = ""
+        if known:
+            close = [k for k in known if k.rsplit("/", 1)[-1] == path.rsplit("/", 1)[-1]]
+            hint = f"; did you mean {close[0]!r}?" if close else f"; known paths: {known[:8]}"
+        super().__init__(f"no actor at path {path!r}{hint}")
+
+
+class SystemNotRunningError(HivekeeperError, RuntimeError):
+    """The system was shut down (or never started)."""
+
+
+class TreeStartError(HivekeeperError, RuntimeError):
+    """The tree could not be started (its root exhausted its restart budget while starting)."""

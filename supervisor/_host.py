@@ -1,0 +1,372 @@
+"""ThreadHost: the pykka actor that runs one instance of an agent on its own thread.
+
+The host is the small, replaceable part: it builds the agent, takes messages from its slot's
+mailbox (pykka's inbox only carries wake-ups and stop), runs handle(), answers, and reports
+started / exited / stopped to its supervisor. It decides nothing about restarts.
+
+Failure path, written plainly:
+- an exception (any BaseException) in __init__/on_start/handle: this instance crashed. It
+  detaches from its slot (queued messages stay there for the replacement), counts a breaker
+  failure, reports Exited(CRASH) with the message that crashed it, and stops. Nothing escapes
+  into pykka, so pykka never runs ActorRegistry.stop_all().
+- a handler overrunning its message deadline: the watchdog (check_overrun, on the timer
+  thread) detaches it and reports Exited(HANG); the supervisor abandons it. Its thread finishes
+  in the background; a late result is discarded.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import inspect
+import threading
+import time
+from typing import TYPE_CHECKING, Any
+
+import pykka
+from pydantic import ValidationError
+
+from actors import Agent, ExecutionResult, ExecutionStatus
+from strategies import ExitKind
+
+from ._breaker import DeadlineExceeded, InvalidOutput
+from ._context import HostContext
+from ._events import emit
+from ._node import Exited, Started, Stopped
+from ._slot import SlotState, finish, give_up
+
+if TYPE_CHECKING:
+    from ._envelope import Envelope
+    from ._slot import AgentSlot
+
+__all__ = ["ThreadHost", "describe"]
+
+_WAKE = "hivekeeper.wake"
+_FAILING = frozenset(
+    {ExecutionStatus.FAILURE, ExecutionStatus.TIMEOUT, ExecutionStatus.INVALID_OUTPUT}
+)
+
+
+def describe(exc: BaseException) -> str:
+    text = str(exc)
+    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
+
+
+class ThreadHost(pykka.ThreadingActor):
+    """Invariants: `current` is the message its handler is running (None between messages);
+    once `hung`, `crashed` or `abandoned` is set the host never answers again; `finished` is
+    set when its thread is about to end."""
+
+    use_daemon_thread = True  # an abandoned handler must not keep the process alive
+
+    def __init__(self, slot: AgentSlot, gen: int) -> None:
+        super().__init__()
+        self.slot = slot
+        self.gen = gen
+        self.agent: Agent | None = None
+        self.current: Envelope | None = None
+        self.current_deadline: float | None = None
+        self.armed_at: float | None = None
+        self.crashed = False
+        self.hung = False
+        self.abandoned = False
+        self.finished = False
+        self.stop_requested = False
+        self.thread: threading.Thread | None = None
+        self.async_future: Any = None  # the running async handler's future, to cancel it
+
+    @classmethod
+    def launch(cls, slot: AgentSlot, gen: int) -> ThreadHost:
+        """Start a host thread. Hosts are kept out of pykka's process-global ActorRegistry (a
+        list with O(n) unregister): the system keeps its own per-tree index, and no
+        ActorRegistry.stop_all() elsewhere in the process can take the tree down."""
+        host = cls(slot, gen)
+        with slot.lock:
+            slot.hosts.append(host)
+        host._start_actor_loop()
+        return host
+
+    # -- called from other threads ---------------------------------------------------------
+
+    def wake(self) -> None:
+        with contextlib.suppress(pykka.ActorDeadError):
+            self.actor_ref.tell(_WAKE)
+
+    def request_stop(self) -> None:
+        """Finish the current message, run on_stop, report Stopped."""
+        try:
+            self.actor_ref.tell(pykka.messages._ActorStop())
+        except pykka.ActorDeadError:
+            self._report(Stopped(self.slot, self.gen))
+
+    def abandon(self) -> None:
+        """Give up on this host: it will never answer again; its thread ends when it can."""
+        with self.slot.lock:
+            if self.abandoned:
+                return
+            self.abandoned = True
+            running = not self.finished
+        self.slot.detach(self)
+        if running:
+            self.slot.stats.abandoned_total += 1
+            self.slot.stats.abandoned_running += 1
+        self.request_stop()
+
+    def check_overrun(self) -> None:
+        """Watchdog callback (timer thread) at the earliest deadline this host armed."""
+        slot = self.slot
+        now = slot.runtime.clock.now()
+        with slot.lock:
+            self.armed_at = None
+            env = self.current
+            if env is None or self.hung or self.abandoned or self.crashed:
+                return
+            deadline = self.current_deadline
+            if deadline is not None and now < deadline:
+                self.armed_at = deadline
+                rearm = True
+            else:
+                rearm = False
+                self.hung = True
+                if slot.host is self:
+                    slot.host = None
+                    slot.state = SlotState.RESTARTING
+                tripped = self._breaker_failure(env, DeadlineExceeded("message deadline"))
+        if rearm:
+            slot.runtime.scheduler.call_at(deadline, self.check_overrun)  # type: ignore[arg-type]
+            return
+        pending = self.async_future
+        if pending is not None:
+            pending.cancel()  # an async handler is really cancelled; its thread is free again
+        error = f"handler exceeded message_timeout={slot.spec.message_timeout}s"
+        slot.stats.failed("timeout", error)
+        if tripped:
+            slot.divert_queue(ExecutionStatus.REJECTED, "circuit opened")
+        self._report(Exited(slot, self.gen, ExitKind.HANG, env, error))
+
+    # -- pykka hooks (the host's own thread) ------------------------------------------------
+
+    def on_start(self) -> None:
+        self.thread = threading.current_thread()
+        slot = self.slot
+        try:
+            spec = slot.spec
+            agent = spec.factory(*spec.args, **dict(spec.kwargs))
+            if not isinstance(agent, Agent):
+                msg = f"factory of {slot.path} returned {type(agent).__name__}, not an Agent"
+                raise TypeError(msg)
+            agent.attach_context(HostContext(self))
+            agent.on_start()
+        except BaseException as exc:
+            self.crashed = True
+            slot.detach(self)
+            slot.stats.failed("start", describe(exc))
+            self._report(Exited(slot, self.gen, ExitKind.CRASH, None, describe(exc)))
+            self.stop()
+            return
+        self.agent = agent
+        slot.stats.started_at = time.time()
+        if slot.activate(self):
+            self._report(Started(slot, self.gen))
+        else:
+            self.stop()
+
+    def on_receive(self, message: Any) -> Any:
+        if message == _WAKE:
+            self._drain()
+        return None
+
+    def on_stop(self) -> None:
+        orderly = not (self.crashed or self.hung or self.abandoned)
+        if orderly and self.agent is not None:
+            try:
+                self.agent.on_stop()
+            except BaseException as exc:
+                self.slot.stats.failed("stop", describe(exc))
+        with self.slot.lock:
+            self.finished = True
+            was_abandoned = self.abandoned
+        if was_abandoned:
+            self.slot.stats.abandoned_running -= 1
+        if orderly:
+            self._report(Stopped(self.slot, self.gen))
+
+    # -- the message loop -------------------------------------------------------------------
+
+    def _drain(self) -> None:
+        slot = self.slot
+        clock = slot.runtime.clock
+        while True:
+            env = slot.next_for(self)
+            if env is None:
+                return
+            now = clock.now()
+            if env.deadline is not None and now >= env.deadline:
+                if env.trial and slot.breaker is not None:
+                    with slot.lock:
+                        slot.breaker.release_trial(env)
+                slot.expired(env)
+                continue
+            if not self._handle(env, now):
+                return
+            if self.stop_requested:
+                self._exit_normally()
+                return
+
+    def _handle(self, env: Envelope, now: float) -> bool:
+        """Run one message; False when this host must take no more messages."""
+        slot = self.slot
+        if env.stage < 0:
+            env.attempts += 1
+        env.started_at = now
+        timeout = slot.spec.message_timeout
+        arm_at: float | None = None
+        with slot.lock:
+            self.current = env
+            if timeout is not None:
+                self.current_deadline = now + timeout
+                if self.armed_at is None:
+                    self.armed_at = arm_at = self.current_deadline
+        if arm_at is not None:
+            slot.runtime.scheduler.call_at(arm_at, self.check_overrun)
+        started = time.perf_counter()
+        try:
+            outcome = self._invoke(env)
+        except BaseException as exc:
+            if self.hung or self.abandoned:
+                with slot.lock:
+                    self.current = None
+                return False  # cancelled or failed after the deadline: already answered
+            self._crash(env, exc)
+            return False
+        elapsed = time.perf_counter() - started
+        with slot.lock:
+            self.current = None
+            late = self.hung or self.abandoned
+        if late:
+            emit(
+                "late_result_discarded",
+                path=slot.path,
+                agent_id=slot.id,
+                trace_id=env.trace_id,
+                message_id=env.msg_id,
+                reason="handler overran its deadline",
+            )
+            return False
+        slot.stats.handled(elapsed)
+        self._answer(env, outcome)
+        return True
+
+    def _invoke(self, env: Envelope) -> Any:
+        agent = self.agent
+        assert agent is not None
+        message = env.message
+        model = agent.input_model
+        if model is not None:
+            try:
+                message = model.model_validate(message)
+            except ValidationError as exc:
+                return ExecutionResult(
+                    status=ExecutionStatus.INVALID_INPUT,
+                    error=f"{model.__name__}: {exc}",
+                )
+        result = agent.handle(message)
+        if inspect.isawaitable(result):
+            result = self.slot.runtime.run_async(result, self)
+        return result
+
+    def _answer(self, env: Envelope, outcome: Any) -> None:
+        slot = self.slot
+        fallback = env.stage >= 0
+        if isinstance(outcome, ExecutionResult):
+            status = outcome.status
+            if status in _FAILING:
+                error = outcome.error or status.value
+                slot.stats.failed(status.value, error)
+                breaker = slot.breaker
+                if (
+                    status is ExecutionStatus.INVALID_OUTPUT
+                    and breaker is not None
+                    and breaker.policy.count_invalid_output
+                ):
+                    with slot.lock:
+                        tripped = self._breaker_failure(env, InvalidOutput(error))
+                    if tripped:
+                        slot.divert_queue(ExecutionStatus.REJECTED, "circuit opened")
+                give_up(env, status, error, slot.path)
+                return
+            result = outcome.model_copy(
+                update={
+                    "handled_by": slot.path,
+                    "attempts": env.attempts,
+                    "fallback_used": fallback,
+                    "trace_id": env.trace_id,
+                }
+            )
+        else:
+            result = ExecutionResult(
+                status=ExecutionStatus.SUCCESS,
+                data=outcome,
+                handled_by=slot.path,
+                attempts=env.attempts,
+                fallback_used=fallback,
+                trace_id=env.trace_id,
+            )
+        if slot.breaker is not None and result.status is ExecutionStatus.SUCCESS:
+            with slot.lock:
+                slot.breaker.record_success(env)
+        if fallback:
+            env.origin.stats.fallback_answers += 1
+        finish(env, result)
+
+    def _breaker_failure(self, env: Envelope, exc: BaseException) -> bool:
+        """Count a breaker failure (caller holds the slot lock); True if it opened."""
+        breaker = self.slot.breaker
+        if breaker is None:
+            return False
+        if isinstance(exc, DeadlineExceeded) and not breaker.policy.count_timeouts:
+            return False
+        return breaker.record_failure(env, exc)
+
+    def _crash(self, env: Envelope, exc: BaseException) -> None:
+        slot = self.slot
+        error = describe(exc)
+        with slot.lock:
+            self.crashed = True
+            self.current = None
+            if slot.host is self:
+                slot.host = None
+                slot.state = SlotState.RESTARTING
+            tripped = self._breaker_failure(env, exc)
+        slot.stats.failed("crash", error)
+        emit(
+            "agent_crashed",
+            level="warning",
+            supervisor=slot.parent.path,
+            child=slot.id,
+            path=slot.path,
+            agent_id=slot.id,
+            reason=error,
+            trace_id=env.trace_id,
+            message_id=env.msg_id,
+        )
+        if tripped:
+            slot.divert_queue(ExecutionStatus.REJECTED, "circuit opened")
+        self._report(Exited(slot, self.gen, ExitKind.CRASH, env, error))
+        self.stop()
+
+    def _exit_normally(self) -> None:
+        slot = self.slot
+        with slot.lock:
+            self.crashed = True  # no on_stop report: the Exited report says it all
+            if slot.host is self:
+                slot.host = None
+        if self.agent is not None:
+            try:
+                self.agent.on_stop()
+            except BaseException as exc:
+                slot.stats.failed("stop", describe(exc))
+        self._report(Exited(slot, self.gen, ExitKind.NORMAL, None, "agent stopped itself"))
+        self.stop()
+
+    def _report(self, message: Any) -> None:
+        self.slot.parent.post(message)

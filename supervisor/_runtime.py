@@ -1,0 +1,46 @@
+"""Runtime services shared by every slot, host and supervisor actor of one system."""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from ._async import SharedLoop
+from ._clock import Clock
+from ._dead_letters import DeadLetterOffice
+from ._scheduler import Scheduler
+
+if TYPE_CHECKING:
+    from actors import ExecutionResult
+
+    from ._envelope import Envelope
+
+__all__ = ["Runtime"]
+
+
+@dataclass(eq=False)
+class Runtime:
+    """clock/scheduler: time and timers; dead_letters: the system's dead-letter office;
+    default_timeout: ask deadline when the caller gives none; ask/tell: the system's, used by
+    agent contexts (the asking handler's envelope and path, target path, message, timeout)."""
+
+    clock: Clock
+    scheduler: Scheduler
+    dead_letters: DeadLetterOffice
+    default_timeout: float
+    ask: Callable[[Envelope | None, str, str, Any, float | None], ExecutionResult]
+    tell: Callable[[Envelope | None, str, str, Any], None]
+    rng: random.Random = field(default_factory=random.Random)
+
+    def run_async(self, awaitable: Any, host: Any) -> Any:
+        """Run an async handler's awaitable on the process's shared loop for `host`."""
+
+        def keep(future: Any) -> None:
+            host.async_future = future
+
+        try:
+            return SharedLoop.get().run(awaitable, keep)
+        finally:
+            host.async_future = None

@@ -1,0 +1,329 @@
+"""AgentSlot: the persistent place of one agent path in a tree.
+
+A slot outlives the actors that host it: it owns the mailbox (so queued messages survive a
+restart), the circuit breaker (so failures are counted across restarts), the fallback chain
+and the counters. Hosts come and go; at most one host is attached and takes messages.
+
+The path of one message: submit() routes it (breaker, mailbox bound, slot state) into the
+queue or down the fallback chain; the attached host pops it (next_for) and answers it; when
+the primary cannot, give_up() hands it to the next fallback or answers with the failure.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections import deque
+from enum import StrEnum
+from typing import TYPE_CHECKING
+
+from actors import ExecutionResult, ExecutionStatus
+
+from ._breaker import BreakerState, SlotBreaker
+from ._events import emit
+from ._stats import SlotStats
+
+if TYPE_CHECKING:
+    from ._envelope import Envelope
+    from ._host import ThreadHost
+    from ._node import SupervisorNode
+    from ._runtime import Runtime
+    from ._spec import ChildSpec
+
+__all__ = ["AgentSlot", "SlotState", "finish", "give_up"]
+
+
+class SlotState(StrEnum):
+    STARTING = "starting"  # a host is being started; messages queue
+    RUNNING = "running"  # a host is attached and takes messages
+    RESTARTING = "restarting"  # between a crash and the replacement; messages queue
+    BACKOFF = "backoff"  # restart delayed by backoff; fallback answers, else messages queue
+    STOPPING = "stopping"  # finishing its current message before a restart; messages queue
+    DOWN = "down"  # its supervisor gave up (escalated); fallback answers, else messages queue
+    STOPPED = "stopped"  # stopped for good (normal exit, shutdown); messages are answered
+    FAILED = "failed"  # the tree failed; fallback answers, else FAILURE at once
+    REMOVED = "removed"  # deleted (temporary child, stop_child); the path is gone
+
+
+_QUEUEING = frozenset(
+    {SlotState.STARTING, SlotState.RUNNING, SlotState.RESTARTING, SlotState.STOPPING}
+)
+_DEGRADED = frozenset({SlotState.BACKOFF, SlotState.DOWN})
+_CLOSED = frozenset({SlotState.STOPPED, SlotState.FAILED, SlotState.REMOVED})
+_CHAIN_ON = frozenset(
+    {
+        ExecutionStatus.FAILURE,
+        ExecutionStatus.TIMEOUT,
+        ExecutionStatus.INVALID_OUTPUT,
+        ExecutionStatus.REJECTED,
+    }
+)
+
+
+def finish(env: Envelope, result: ExecutionResult) -> None:
+    """Answer env (first answer wins) and mark it done."""
+    env.done = True
+    if env.reply is not None:
+        env.reply.set(result)
+
+
+def give_up(env: Envelope, status: ExecutionStatus, error: str, at: str) -> None:
+    """Stage `at` could not answer env: pass it to the next fallback of its origin, or answer
+    the caller with the first failure's status and every stage's reason."""
+    origin = env.origin
+    if env.trial and origin.breaker is not None:
+        with origin.lock:
+            origin.breaker.release_trial(env)
+    env.errors.append(f"{at}: {error}")
+    if env.fallback_reason is None:
+        env.fallback_reason = error
+        env.first_status = status
+    if status in _CHAIN_ON:
+        nxt = env.stage + 1
+        if nxt < len(origin.fallbacks):
+            env.stage = nxt
+            if nxt == 0:
+                emit(
+                    "fallback_engaged",
+                    path=origin.path,
+                    agent_id=origin.id,
+                    fallback=origin.fallbacks[0].path,
+                    reason=error,
+                    trace_id=env.trace_id,
+                    message_id=env.msg_id,
+                )
+            origin.fallbacks[nxt].submit(env)
+            return
+    if env.reply is None:  # a tell nobody could handle: never dropped silently
+        origin.runtime.dead_letters.post(
+            path=origin.path,
+            reason=str(env.first_status.value),
+            message=env.message,
+            message_id=env.msg_id,
+            trace_id=env.trace_id,
+            attempts=env.attempts,
+            error="; ".join(env.errors),
+        )
+    finish(
+        env,
+        ExecutionResult(
+            status=env.first_status,
+            error="; ".join(env.errors),
+            handled_by=at,
+            attempts=env.attempts,
+            trace_id=env.trace_id,
+        ),
+    )
+
+
+class AgentSlot:
+    """Invariants: `host` is None or the one host that takes messages; every envelope in
+    `queue` is unanswered; `generation` names the newest host started for this slot (older
+    hosts' reports are ignored); `wake_pending` is True while the attached host has a wake-up
+    coming or is draining, so a burst of submits sends one wake-up."""
+
+    def __init__(
+        self,
+        path: str,
+        spec: ChildSpec,
+        runtime: Runtime,
+        parent: SupervisorNode,
+        kind: str = "agent",
+    ) -> None:
+        self.path = path
+        self.id = spec.id
+        self.spec = spec
+        self.runtime = runtime
+        self.parent = parent
+        self.kind = kind
+        self.lock = threading.Lock()
+        self.queue: deque[Envelope] = deque()
+        self.host: ThreadHost | None = None
+        self.hosts: list[ThreadHost] = []  # every host whose thread may still run
+        self.generation = 0
+        self.wake_pending = False
+        self.state = SlotState.STARTING
+        self.stats = SlotStats()
+        self.fallbacks: tuple[AgentSlot, ...] = ()
+        self.breaker = (
+            SlotBreaker(spec.breaker, runtime.clock, path, self._breaker_changed)
+            if spec.breaker is not None
+            else None
+        )
+
+    # -- routing ---------------------------------------------------------------------------
+
+    def submit(self, env: Envelope) -> None:
+        """Route env: into the mailbox, or down the fallback chain, or answer it at once."""
+        divert: tuple[ExecutionStatus, str] | None = None
+        dropped: Envelope | None = None
+        wake: ThreadHost | None = None
+        with self.lock:
+            state = self.state
+            if state in _QUEUEING or (state in _DEGRADED and not self._fallback_ready()):
+                reason = self.breaker.admit(env) if self.breaker is not None else None
+                limit = self.spec.mailbox_size
+                if reason is not None:
+                    divert = (ExecutionStatus.REJECTED, reason)
+                elif limit is not None and len(self.queue) >= limit:
+                    if self.spec.overflow == "drop_oldest":
+                        dropped = self.queue.popleft()
+                        self.queue.append(env)
+                    else:
+                        divert = (ExecutionStatus.REJECTED, f"mailbox full ({limit} queued)")
+                else:
+                    self.queue.append(env)
+                if divert is None and not self.wake_pending and self.host is not None:
+                    self.wake_pending = True
+                    wake = self.host
+            else:
+                divert = (ExecutionStatus.FAILURE, self._unavailable(state))
+        if wake is not None:
+            wake.wake()
+        if dropped is not None:
+            self._dead_letter(
+                dropped, "mailbox_overflow", f"dropped oldest: mailbox full ({limit})"
+            )
+            self.stats.failed("rejected", None)
+            give_up(
+                dropped, ExecutionStatus.REJECTED, f"dropped: mailbox full ({limit})", self.path
+            )
+        if divert is not None:
+            if divert[0] is ExecutionStatus.REJECTED:
+                self.stats.failed("rejected", None)
+            give_up(env, divert[0], divert[1], self.path)
+
+    def redeliver(self, env: Envelope) -> None:
+        """Put a message that crashed its handler back at the head of the queue (a retry)."""
+        wake: ThreadHost | None = None
+        with self.lock:
+            if self.state in _CLOSED:
+                accepted = False
+            else:
+                accepted = True
+                self.queue.appendleft(env)
+                if not self.wake_pending and self.host is not None:
+                    self.wake_pending = True
+                    wake = self.host
+        if wake is not None:
+            wake.wake()
+        if not accepted:
+            give_up(env, ExecutionStatus.FAILURE, self._unavailable(self.state), self.path)
+
+    def next_for(self, host: ThreadHost) -> Envelope | None:
+        """The next message for `host`, or None when it is detached or the queue is empty."""
+        with self.lock:
+            if self.host is not host:
+                return None
+            if not self.queue:
+                self.wake_pending = False
+                return None
+            return self.queue.popleft()
+
+    def expired(self, env: Envelope) -> None:
+        """env reached the head of the queue after its ask deadline: not processed."""
+        self._dead_letter(env, "deadline_expired", "ask deadline passed while queued")
+        self.stats.failed("expired", None)
+        finish(
+            env,
+            ExecutionResult(
+                status=ExecutionStatus.TIMEOUT,
+                error=f"{self.path}: ask deadline passed while the message was queued",
+                handled_by=self.path,
+                attempts=env.attempts,
+                trace_id=env.trace_id,
+            ),
+        )
+
+    # -- hosts -----------------------------------------------------------------------------
+
+    def new_generation(self) -> int:
+        with self.lock:
+            self.generation += 1
+            return self.generation
+
+    def activate(self, host: ThreadHost) -> bool:
+        """Attach a started host; False when a newer host or an abandonment superseded it."""
+        with self.lock:
+            if host.gen != self.generation or host.abandoned:
+                return False
+            self.host = host
+            self.state = SlotState.RUNNING
+            self.wake_pending = bool(self.queue)
+            wake = self.wake_pending
+        if wake:
+            host.wake()
+        return True
+
+    def detach(self, host: ThreadHost, state: SlotState | None = None) -> bool:
+        """Stop routing to `host` (it finishes its current message); True if it was attached."""
+        with self.lock:
+            attached = self.host is host
+            if attached:
+                self.host = None
+            if state is not None:
+                self.state = state
+        return attached
+
+    def live_hosts(self) -> list[ThreadHost]:
+        with self.lock:
+            self.hosts = [h for h in self.hosts if not h.finished]
+            return list(self.hosts)
+
+    # -- state -----------------------------------------------------------------------------
+
+    def set_state(self, state: SlotState, reason: str | None = None) -> None:
+        """Change state; queued messages that can no longer wait for the primary are passed
+        to the fallback chain (degraded) or answered (closed)."""
+        with self.lock:
+            self.state = state
+            drain = state in _CLOSED or (state in _DEGRADED and bool(self.fallbacks))
+            drained = list(self.queue) if drain else []
+            if drain:
+                self.queue.clear()
+        why = reason or self._unavailable(state)
+        for env in drained:
+            give_up(env, ExecutionStatus.FAILURE, why, self.path)
+
+    def divert_queue(self, status: ExecutionStatus, reason: str) -> None:
+        with self.lock:
+            drained = list(self.queue)
+            self.queue.clear()
+        for env in drained:
+            give_up(env, status, reason, self.path)
+
+    def _fallback_ready(self) -> bool:
+        return any(f.state not in _CLOSED for f in self.fallbacks)
+
+    def _unavailable(self, state: SlotState) -> str:
+        return {
+            SlotState.BACKOFF: "primary restarting (backoff)",
+            SlotState.DOWN: "its supervisor exhausted its restart budget",
+            SlotState.STOPPED: "agent stopped",
+            SlotState.FAILED: "the supervision tree failed",
+            SlotState.REMOVED: "agent removed",
+        }.get(state, f"agent {state.value}")
+
+    def _breaker_changed(self, old: BreakerState, new: BreakerState) -> None:
+        emit(
+            "breaker_state_changed",
+            level="warning" if new is BreakerState.OPEN else "info",
+            supervisor=self.parent.path,
+            child=self.id,
+            path=self.path,
+            agent_id=self.id,
+            reason=f"{old.value} -> {new.value}",
+            old=old.value,
+            new=new.value,
+        )
+
+    def _dead_letter(self, env: Envelope, reason: str, error: str) -> None:
+        env.done = True
+        self.runtime.dead_letters.post(
+            path=self.path,
+            reason=reason,
+            message=env.message,
+            message_id=env.msg_id,
+            trace_id=env.trace_id,
+            attempts=env.attempts,
+            error=error,
+        )

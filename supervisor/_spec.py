@@ -1,0 +1,169 @@
+"""The tree declaration: ChildSpec and Supervisor, plain validated data checked before anything
+starts (OTP's check_childspec)."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Iterator, Mapping
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+from actors import Agent
+from strategies import Backoff, BreakerPolicy, OneForOne, RestartStrategy, RestartType
+
+__all__ = ["ChildSpec", "Overflow", "Supervisor", "iter_specs"]
+
+Overflow = Literal["reject", "drop_oldest"]
+_ID = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.:-]*$")
+
+
+def _check_id(value: str) -> str:
+    if not _ID.match(value):
+        msg = (
+            f"invalid id {value!r}: use letters, digits and _ . : - "
+            "('/' separates path segments and '#' marks fallbacks)"
+        )
+        raise ValueError(msg)
+    return value
+
+
+class ChildSpec(BaseModel):
+    """One supervised agent.
+
+    id: unique among its siblings; the agent's path is "<supervisor path>/<id>".
+    factory: an Agent subclass (or a callable returning an Agent), called with args/kwargs on
+      every (re)start.
+    restart: permanent (always restarted), transient (only after an abnormal exit),
+      temporary (never; removed when it exits).
+    shutdown_timeout: seconds to finish the current message when stopped, before it is abandoned.
+    start_timeout: seconds for __init__ + on_start() before the start counts as hung.
+    message_timeout: seconds a handler may run on one message (None: no limit).
+    breaker: a per-child circuit breaker (survives restarts).
+    fallback: a RuleBasedAgent subclass, a ChildSpec, or a list of them (a chain); answers in
+      the primary's place when it cannot.
+    retries / backoff: re-deliver a message that crashed its handler up to `retries` times,
+      waiting per `backoff`; then it is quarantined as a poison message.
+    mailbox_size / overflow: bound the queue; "reject" refuses new messages, "drop_oldest"
+      drops (and answers) the oldest queued one.
+    """
+
+    model_config = ConfigDict(frozen=True, extra="forbid", arbitrary_types_allowed=True)
+
+    id: str
+    factory: Callable[..., Any]
+    restart: RestartType = "permanent"
+    args: tuple[Any, ...] = ()
+    kwargs: Mapping[str, Any] = Field(default_factory=dict)
+    shutdown_timeout: float = Field(default=5.0, gt=0.0)
+    start_timeout: float | None = Field(default=30.0, gt=0.0)
+    message_timeout: float | None = Field(default=30.0, gt=0.0)
+    breaker: BreakerPolicy | None = None
+    fallback: tuple[ChildSpec, ...] = ()
+    retries: int = Field(default=0, ge=0)
+    backoff: Backoff | None = None
+    mailbox_size: int | None = Field(default=None, ge=1)
+    overflow: Overflow = "reject"
+
+    def __init__(self, id: str, factory: Callable[..., Any] | None = None, /, **data: Any) -> None:
+        if factory is not None:
+            data["factory"] = factory
+        super().__init__(id=id, **data)
+
+    _v_id = field_validator("id")(_check_id)
+
+    @field_validator("factory")
+    @classmethod
+    def _check_factory(cls, value: Callable[..., Any]) -> Callable[..., Any]:
+        if isinstance(value, type) and not issubclass(value, Agent):
+            msg = f"factory {value.__name__} is a class but not an actors.Agent subclass"
+            raise ValueError(msg)
+        return value
+
+    @field_validator("fallback", mode="before")
+    @classmethod
+    def _normalise_fallback(cls, value: Any) -> Any:
+        if value is None:
+            return ()
+        items = value if isinstance(value, (list, tuple)) else [value]
+        out = []
+        for item in items:
+            if isinstance(item, type) and issubclass(item, Agent):
+                out.append(ChildSpec(item.__name__, item))
+            elif isinstance(item, ChildSpec):
+                out.append(item)
+            else:
+                msg = f"fallback entries must be Agent subclasses or ChildSpecs, got {item!r}"
+                raise ValueError(msg)
+        return tuple(out)
+
+    @model_validator(mode="after")
+    def _check_fallbacks(self) -> ChildSpec:
+        ids = [f.id for f in self.fallback]
+        if len(set(ids)) != len(ids):
+            msg = f"duplicate fallback ids in {self.id!r}: {ids}"
+            raise ValueError(msg)
+        for f in self.fallback:
+            if f.fallback:
+                msg = f"fallback {f.id!r} has its own fallback; list the chain on the primary"
+                raise ValueError(msg)
+        return self
+
+
+class Supervisor(BaseModel):
+    """A supervisor node: a strategy (with its restart budget) over ordered children, which may
+    be ChildSpecs or Supervisors. Children start in order and stop in reverse order."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    id: str
+    strategy: RestartStrategy = Field(default_factory=OneForOne)
+    children: tuple[ChildSpec | Supervisor, ...] = ()
+    restart: RestartType = "permanent"
+    shutdown_timeout: float | None = Field(default=None, gt=0.0)
+
+    def __init__(self, id: str, /, **data: Any) -> None:
+        super().__init__(id=id, **data)
+
+    _v_id = field_validator("id")(_check_id)
+
+    @field_validator("strategy", mode="before")
+    @classmethod
+    def _check_strategy(cls, value: Any) -> Any:
+        if not isinstance(value, RestartStrategy) or type(value) is RestartStrategy:
+            msg = (
+                f"strategy must be OneForOne(...), OneForAll(...) or RestForOne(...), got {value!r}"
+            )
+            raise ValueError(msg)
+        return value
+
+    @field_validator("children", mode="before")
+    @classmethod
+    def _check_children(cls, value: Any) -> Any:
+        items = list(value) if isinstance(value, (list, tuple)) else value
+        if isinstance(items, list):
+            for item in items:
+                if not isinstance(item, (ChildSpec, Supervisor)):
+                    msg = f"children must be ChildSpec or Supervisor, got {item!r}"
+                    raise ValueError(msg)
+            ids = [c.id for c in items]
+            dupes = sorted({i for i in ids if ids.count(i) > 1})
+            if dupes:
+                msg = f"duplicate child ids {dupes}: ids must be unique among siblings"
+                raise ValueError(msg)
+        return value
+
+
+def iter_specs(
+    spec: ChildSpec | Supervisor, parent: str = ""
+) -> Iterator[tuple[str, ChildSpec | Supervisor]]:
+    """(path, spec) for every node of a tree, depth first, in declaration order."""
+    path = f"{parent}/{spec.id}" if parent else spec.id
+    yield path, spec
+    if isinstance(spec, Supervisor):
+        for child in spec.children:
+            yield from iter_specs(child, path)
+
+
+Supervisor.model_rebuild()
+ChildSpec.model_rebuild()

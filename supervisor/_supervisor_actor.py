@@ -1,0 +1,594 @@
+"""SupervisorActor: one incarnation of a supervisor node, as a pykka actor.
+
+It only reacts to messages (a child started, exited or stopped; a timer fired; a request to
+start, stop or shut down) and never waits on a child. Its decisions come from the pure
+strategies.plan_exit(); carrying them out is a reconcile loop over per-child records:
+
+1. at most one child is stopping at a time, in reverse declaration order;
+2. children marked for removal are removed once down;
+3. when terminating (escalation or shutdown) and everything is down, report and end;
+4. at most one child is starting at a time, in declaration order (skipping backoffs);
+5. when the initial start is complete, report Started to the parent.
+
+A new incarnation (its parent restarted it) starts with a fresh restart budget.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+import pykka
+
+from actors import ExecutionStatus
+from strategies import (
+    BackoffState,
+    ChildInfo,
+    ExitKind,
+    next_backoff,
+    plan_exit,
+    restarts_in_window,
+)
+
+from ._events import emit
+from ._host import ThreadHost
+from ._node import (
+    Adopt,
+    Exited,
+    Reconcile,
+    Shutdown,
+    StartChild,
+    Started,
+    StopChild,
+    Stopped,
+    SupervisorNode,
+    TimerFired,
+)
+from ._slot import AgentSlot, SlotState, give_up
+
+if TYPE_CHECKING:
+    from ._envelope import Envelope
+    from ._scheduler import Timer
+    from ._tree import TreeIndex
+
+__all__ = ["SupervisorActor"]
+
+_AFTER_STOP = {
+    "restart": SlotState.RESTARTING,
+    "escalate": SlotState.DOWN,
+    "shutdown": SlotState.STOPPED,
+    "remove": SlotState.REMOVED,
+    "fail": SlotState.FAILED,
+}
+
+
+@dataclass(eq=False)
+class _Child:
+    """phase: down | starting | running | stopping (what is); want: run | stop | remove (what
+    should be); restart_pending: stop it, then start it again (a sibling's group restart)."""
+
+    node: AgentSlot | SupervisorNode
+    gen: int = 0
+    phase: str = "down"
+    want: str = "run"
+    restart_pending: bool = False
+    purpose: str = "restart"
+    not_before: float | None = None
+    backoff: BackoffState = field(default_factory=BackoffState)
+    timer: Timer | None = None
+    host: ThreadHost | None = None
+    started_waiters: list[Any] = field(default_factory=list)  # start_child futures
+    removed_waiters: list[Any] = field(default_factory=list)  # stop_child futures
+
+    @property
+    def id(self) -> str:
+        """The key decisions use: the path (fallback ids repeat across primaries)."""
+        return self.node.path
+
+
+class SupervisorActor(pykka.ThreadingActor):
+    use_daemon_thread = True
+
+    def __init__(self, node: SupervisorNode, gen: int, tree: TreeIndex) -> None:
+        super().__init__()
+        self.node = node
+        self.gen = gen
+        self.tree = tree
+        self.runtime = tree.runtime
+        self.clock = tree.runtime.clock
+        self.strategy = node.spec.strategy
+        self.history: tuple[float, ...] = ()
+        self.mode = "starting"  # starting | running | terminating | dead
+        self.purpose = "shutdown"
+        self.reason: str | None = None
+        self.children = [_Child(c) for c in node.children]
+
+    @classmethod
+    def launch(cls, node: SupervisorNode, gen: int, tree: TreeIndex) -> SupervisorActor:
+        actor = cls(node, gen, tree)
+        node.actor = actor
+        node.state = "starting"
+        actor._start_actor_loop()
+        actor.actor_ref.tell(Reconcile())
+        return actor
+
+    # -- messages ----------------------------------------------------------------------------
+
+    def on_receive(self, message: Any) -> Any:
+        if self.mode == "dead":
+            if isinstance(message, Exited):
+                self._answer_failed(message.child, message.kind, message.env, message.error)
+            return None
+        if isinstance(message, Started):
+            self._on_started(message)
+        elif isinstance(message, Exited):
+            self._on_exited(message)
+        elif isinstance(message, Stopped):
+            self._on_stopped(message)
+        elif isinstance(message, TimerFired):
+            self._on_timer(message)
+        elif isinstance(message, Shutdown):
+            self._terminate(message.purpose, None)
+        elif isinstance(message, StartChild):
+            self._on_start_child(message)
+        elif isinstance(message, StopChild):
+            self._on_stop_child(message)
+        elif isinstance(message, Adopt):
+            self._on_adopt(message)
+        self._reconcile()
+        return None
+
+    def _find(self, node: Any, gen: int) -> _Child | None:
+        for rec in self.children:
+            if rec.node is node:
+                return rec if rec.gen == gen else None
+        return None
+
+    def _on_started(self, msg: Started) -> None:
+        rec = self._find(msg.child, msg.gen)
+        if rec is None or rec.phase != "starting":
+            return
+        rec.phase = "running"
+        self._cancel(rec)
+        emit(
+            "child_started",
+            supervisor=self.node.path,
+            child=rec.node.id,
+            path=rec.node.path,
+            agent_id=rec.node.id,
+            reason=None,
+            generation=rec.gen,
+        )
+        for fut in rec.started_waiters:
+            if not fut.done():
+                fut.set_result(rec.node.path)
+        rec.started_waiters.clear()
+
+    def _on_exited(self, msg: Exited) -> None:
+        rec = self._find(msg.child, msg.gen)
+        if rec is None or rec.phase == "down":
+            self._answer_failed(msg.child, msg.kind, msg.env, msg.error)
+            return
+        was = rec.phase
+        rec.phase = "down"
+        self._cancel(rec)
+        if msg.kind is ExitKind.HANG and rec.host is not None:
+            rec.host.abandon()
+            emit(
+                "child_abandoned",
+                level="warning",
+                supervisor=self.node.path,
+                child=rec.node.id,
+                path=rec.node.path,
+                agent_id=rec.node.id,
+                reason=msg.error,
+            )
+        emit(
+            "child_exited",
+            level="info" if msg.kind is ExitKind.NORMAL else "warning",
+            supervisor=self.node.path,
+            child=rec.node.id,
+            path=rec.node.path,
+            agent_id=rec.node.id,
+            reason=msg.error,
+            exit=msg.kind.value,
+        )
+        if was == "stopping" or self.mode == "terminating":
+            self._after_stop(rec)
+        else:
+            self._plan(rec, msg.kind, msg.error)
+        self._reconcile()  # apply the strategy first, then answer the caller
+        self._answer_failed(msg.child, msg.kind, msg.env, msg.error)
+
+    def _plan(self, rec: _Child, kind: ExitKind, error: str | None) -> None:
+        now = self.clock.now()
+        infos = [ChildInfo(r.id, r.node.spec.restart) for r in self.children]
+        plan = plan_exit(self.strategy, infos, rec.id, kind, self.history, now)
+        self.history = plan.history
+        self.node.budget_used = len(plan.history)
+        if plan.escalate:
+            reason = (
+                f"restart budget exhausted: more than {self.strategy.max_restarts} restarts "
+                f"in {self.strategy.within_seconds}s (last: {rec.node.path}: {error})"
+            )
+            emit(
+                "supervisor_budget_exhausted",
+                level="error",
+                supervisor=self.node.path,
+                child=rec.node.id,
+                path=self.node.path,
+                agent_id=self.node.id,
+                reason=reason,
+            )
+            self._set_down(rec, "escalate")
+            self._terminate("escalate", reason)
+            return
+        by_id = {r.id: r for r in self.children}
+        for cid in plan.stop:
+            sib = by_id[cid]
+            if sib.phase in ("running", "starting"):
+                sib.restart_pending = True
+        for cid in plan.remove:
+            by_id[cid].want = "remove"
+        delay = 0.0
+        if plan.restart and self.strategy.backoff is not None:
+            delay, rec.backoff = next_backoff(
+                self.strategy.backoff, rec.backoff, now, self.runtime.rng.random()
+            )
+        for cid in plan.restart:
+            target = by_id[cid]
+            target.want = "run"
+            target.not_before = now + delay if delay > 0 else None
+            if isinstance(target.node, AgentSlot):
+                target.node.stats.restarts += 1
+            else:
+                target.node.restarts += 1
+        if rec.id in plan.restart:
+            emit(
+                "child_restarting",
+                supervisor=self.node.path,
+                child=rec.node.id,
+                path=rec.node.path,
+                agent_id=rec.node.id,
+                reason=error,
+                delay=delay,
+                strategy=self.strategy.name,
+                group=list(plan.restart),
+            )
+            self._set_down(rec, "backoff" if delay > 0 else "restart")
+        elif rec.id in plan.remove:
+            self._set_down(rec, "remove")
+        else:
+            rec.want = "stop"
+            self._set_down(rec, "shutdown")
+        if delay > 0:
+            self.runtime.scheduler.call_later(delay, lambda: self._post(Reconcile()))
+
+    def _on_stopped(self, msg: Stopped) -> None:
+        rec = self._find(msg.child, msg.gen)
+        if rec is None or rec.phase == "down":
+            return
+        rec.phase = "down"
+        self._cancel(rec)
+        emit(
+            "child_stopped",
+            supervisor=self.node.path,
+            child=rec.node.id,
+            path=rec.node.path,
+            agent_id=rec.node.id,
+            reason=rec.purpose,
+        )
+        self._after_stop(rec)
+
+    def _after_stop(self, rec: _Child) -> None:
+        """A child is down after a stop we asked for (or it crashed while stopping)."""
+        if self.mode == "terminating":
+            purpose = self.purpose
+        elif rec.restart_pending:
+            rec.restart_pending = False
+            purpose = "backoff" if rec.not_before else "restart"
+        else:
+            purpose = rec.purpose
+        self._set_down(rec, purpose)
+
+    def _on_timer(self, msg: TimerFired) -> None:
+        rec = self._find(msg.child, msg.gen)
+        if rec is None:
+            return
+        if msg.what == "start_timeout" and rec.phase == "starting":
+            limit = rec.node.spec.start_timeout if isinstance(rec.node, AgentSlot) else None
+            error = f"start exceeded start_timeout={limit}s"
+            self._on_exited(Exited(rec.node, rec.gen, ExitKind.HANG, None, error))
+        elif msg.what == "shutdown_timeout" and rec.phase == "stopping":
+            if rec.host is not None:
+                current = rec.host.current
+                rec.host.abandon()
+                if current is not None:
+                    give_up(
+                        current,
+                        ExecutionStatus.FAILURE,
+                        "abandoned: did not finish within shutdown_timeout",
+                        rec.node.path,
+                    )
+            emit(
+                "child_abandoned",
+                level="warning",
+                supervisor=self.node.path,
+                child=rec.node.id,
+                path=rec.node.path,
+                agent_id=rec.node.id,
+                reason="shutdown_timeout",
+            )
+            rec.phase = "down"
+            self._after_stop(rec)
+
+    def _on_start_child(self, msg: StartChild) -> None:
+        if self.mode == "terminating":
+            msg.future.set_exception(RuntimeError(f"{self.node.path} is shutting down"))
+            return
+        try:
+            node = self.tree.add_child(self.node, msg.spec)
+        except Exception as exc:
+            msg.future.set_exception(exc)
+            return
+        rec = _Child(node)
+        rec.started_waiters.append(msg.future)
+        self.children.append(rec)
+
+    def _on_adopt(self, msg: Adopt) -> None:
+        """Supervise nodes the tree index already created (fallbacks of a new child)."""
+        if self.mode != "terminating":
+            self.children.extend(_Child(n) for n in msg.nodes)
+
+    def _on_stop_child(self, msg: StopChild) -> None:
+        for rec in self.children:
+            if rec.node is msg.child:
+                rec.want = "remove"
+                rec.removed_waiters.append(msg.future)
+                return
+        msg.future.set_exception(KeyError(getattr(msg.child, "path", msg.child)))
+
+    # -- carrying decisions out ---------------------------------------------------------------
+
+    def _reconcile(self) -> None:
+        if self.mode == "dead":
+            return
+        if any(r.phase == "stopping" for r in self.children):
+            return
+        for rec in reversed(self.children):
+            if rec.phase in ("running", "starting") and (
+                rec.want != "run" or rec.restart_pending or self.mode == "terminating"
+            ):
+                self._stop_child(rec)
+                return
+        for rec in [r for r in self.children if r.want == "remove" and r.phase == "down"]:
+            self._remove(rec)
+        if self.mode == "terminating":
+            self._finish_termination()
+            return
+        if any(r.phase == "starting" for r in self.children):
+            return
+        now = self.clock.now()
+        for rec in self.children:
+            if rec.phase == "down" and rec.want == "run":
+                if rec.not_before is not None and now < rec.not_before:
+                    continue
+                self._start_child(rec)
+                return
+        if self.mode == "starting" and all(
+            r.phase == "running" for r in self.children if r.want == "run"
+        ):
+            self.mode = "running"
+            self.node.state = "running"
+            self.node.report(Started(self.node, self.gen))
+
+    def _start_child(self, rec: _Child) -> None:
+        rec.not_before = None
+        rec.phase = "starting"
+        node = rec.node
+        if isinstance(node, AgentSlot):
+            rec.gen = node.new_generation()
+            node.set_state(SlotState.STARTING)
+            rec.host = ThreadHost.launch(node, rec.gen)
+            timeout = node.spec.start_timeout
+        else:
+            node.generation += 1
+            rec.gen = node.generation
+            SupervisorActor.launch(node, rec.gen, self.tree)
+            timeout = None
+        if timeout is not None:
+            self._arm(rec, "start_timeout", timeout)
+
+    def _stop_child(self, rec: _Child) -> None:
+        purpose = (
+            self.purpose
+            if self.mode == "terminating"
+            else (
+                "restart"
+                if rec.restart_pending
+                else ("remove" if rec.want == "remove" else "shutdown")
+            )
+        )
+        rec.purpose = purpose
+        rec.phase = "stopping"
+        node = rec.node
+        emit(
+            "child_stopping",
+            supervisor=self.node.path,
+            child=node.id,
+            path=node.path,
+            agent_id=node.id,
+            reason=purpose,
+        )
+        if isinstance(node, AgentSlot):
+            state = SlotState.DOWN if purpose == "escalate" else SlotState.STOPPING
+            host = rec.host
+            if host is not None:
+                node.detach(host)
+                node.set_state(state)
+                host.request_stop()
+            else:
+                node.set_state(state)
+            self._arm(rec, "shutdown_timeout", node.spec.shutdown_timeout)
+        else:
+            node.state = "terminating"
+            node.post(Shutdown(purpose))
+            if node.spec.shutdown_timeout is not None:
+                self._arm(rec, "shutdown_timeout", node.spec.shutdown_timeout)
+
+    def _set_down(self, rec: _Child, purpose: str) -> None:
+        node = rec.node
+        if isinstance(node, AgentSlot):
+            state = (
+                SlotState.BACKOFF
+                if purpose == "backoff"
+                else _AFTER_STOP.get(purpose, SlotState.RESTARTING)
+            )
+            reason = {
+                "shutdown": f"agent stopped: {self.node.path} shut down",
+                "remove": "agent removed (stop_child)",
+                "fail": "the supervision tree failed",
+            }.get(purpose)
+            node.set_state(state, reason)
+        elif purpose in ("shutdown", "remove"):
+            node.state = "stopped"
+
+    def _remove(self, rec: _Child) -> None:
+        self.children.remove(rec)
+        self._set_down(rec, "remove")
+        self.tree.remove_child(self.node, rec.node)
+        emit(
+            "child_removed",
+            supervisor=self.node.path,
+            child=rec.node.id,
+            path=rec.node.path,
+            agent_id=rec.node.id,
+            reason=rec.purpose,
+        )
+        self._resolve(rec, RuntimeError(f"{rec.node.path} was removed before it started"))
+        for fut in rec.removed_waiters:
+            if not fut.done():
+                fut.set_result(None)
+        rec.removed_waiters.clear()
+
+    def _terminate(self, purpose: str, reason: str | None) -> None:
+        if self.mode == "terminating":
+            return
+        self.mode = "terminating"
+        self.purpose = purpose
+        self.reason = reason
+        self.node.state = "terminating"
+
+    def _finish_termination(self) -> None:
+        self.mode = "dead"
+        node = self.node
+        for rec in self.children:
+            self._resolve(rec, RuntimeError(f"{node.path} stopped before {rec.id} started"))
+            for fut in rec.removed_waiters:
+                if not fut.done():
+                    fut.set_result(None)
+        if self.purpose == "escalate":
+            node.state = "down"
+            node.escalations += 1
+            node.last_error = self.reason
+            emit(
+                "supervisor_escalated",
+                level="error",
+                supervisor=node.path,
+                child=node.id,
+                path=node.path,
+                agent_id=node.id,
+                reason=self.reason,
+            )
+            node.report(Exited(node, self.gen, ExitKind.ESCALATED, None, self.reason))
+        else:
+            node.state = "failed" if self.purpose == "fail" else "stopped"
+            node.report(Stopped(node, self.gen))
+        if node.actor is self:
+            node.actor = None
+        self.stop()
+
+    # -- helpers ---------------------------------------------------------------------------
+
+    def _answer_failed(
+        self, child: Any, kind: ExitKind, env: Envelope | None, error: str | None
+    ) -> None:
+        """Answer the message that crashed or hung a child: retry it, quarantine it, pass it
+        to the fallback chain, or answer FAILURE/TIMEOUT."""
+        if env is None or env.done:
+            return
+        error = error or kind.value
+        if not isinstance(child, AgentSlot):
+            give_up(env, ExecutionStatus.FAILURE, error, getattr(child, "path", "?"))
+            return
+        spec = child.spec
+        if kind is ExitKind.CRASH and env.stage < 0 and spec.retries > 0:
+            if env.attempts <= spec.retries and child.state not in (
+                SlotState.REMOVED,
+                SlotState.FAILED,
+            ):
+                delay = 0.0
+                if spec.backoff is not None:
+                    delay = spec.backoff.delay(env.attempts - 1, self.runtime.rng.random())
+                emit(
+                    "message_retrying",
+                    path=child.path,
+                    agent_id=child.id,
+                    reason=error,
+                    attempt=env.attempts,
+                    delay=delay,
+                    trace_id=env.trace_id,
+                    message_id=env.msg_id,
+                )
+                if delay > 0:
+                    self.runtime.scheduler.call_later(delay, lambda: child.redeliver(env))
+                else:
+                    child.redeliver(env)
+                return
+            self.runtime.dead_letters.post(
+                path=child.path,
+                reason="poison",
+                message=env.message,
+                message_id=env.msg_id,
+                trace_id=env.trace_id,
+                attempts=env.attempts,
+                error=error,
+            )
+            emit(
+                "message_quarantined",
+                level="warning",
+                path=child.path,
+                agent_id=child.id,
+                reason=error,
+                attempts=env.attempts,
+                trace_id=env.trace_id,
+                message_id=env.msg_id,
+            )
+        status = ExecutionStatus.TIMEOUT if kind is ExitKind.HANG else ExecutionStatus.FAILURE
+        give_up(env, status, error, child.path)
+
+    @staticmethod
+    def _resolve(rec: _Child, error: Exception) -> None:
+        for fut in rec.started_waiters:
+            if not fut.done():
+                fut.set_exception(error)
+        rec.started_waiters.clear()
+
+    def _arm(self, rec: _Child, what: str, seconds: float) -> None:
+        gen = rec.gen
+        rec.timer = self.runtime.scheduler.call_later(
+            seconds, lambda: self._post(TimerFired(what, rec.node, gen))
+        )
+
+    def _cancel(self, rec: _Child) -> None:
+        if rec.timer is not None:
+            rec.timer.cancel()
+            rec.timer = None
+
+    def _post(self, message: Any) -> None:
+        with contextlib.suppress(pykka.ActorDeadError):
+            self.actor_ref.tell(message)
+
+    def restarts_in_window(self) -> int:
+        return len(restarts_in_window(self.history, self.clock.now(), self.strategy.within_seconds))

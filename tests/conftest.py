@@ -1,0 +1,33 @@
+"""Shared fixtures: every test must leave no thread behind, and logs stay quiet."""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Iterator
+
+import pytest
+import structlog
+
+# Threads that live for the whole process by design.
+_PROCESS_WIDE = ("hivekeeper-asyncio", "pytest_timeout", "MainThread")
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _quiet_logs() -> None:
+    structlog.configure(wrapper_class=structlog.make_filtering_bound_logger(logging.CRITICAL))
+
+
+@pytest.fixture(autouse=True)
+def no_thread_leaks() -> Iterator[None]:
+    before = set(threading.enumerate())
+    yield
+    leftover = [
+        t
+        for t in threading.enumerate()
+        if t not in before and t.is_alive() and not t.name.startswith(_PROCESS_WIDE)
+    ]
+    for t in leftover:
+        t.join(timeout=5.0)
+    still = [t.name for t in leftover if t.is_alive()]
+    assert not still, f"threads leaked by this test: {still}"
