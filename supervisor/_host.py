@@ -252,7 +252,8 @@ class ThreadHost(pykka.ThreadingActor):
                 reason="handler overran its deadline",
             )
             return False
-        slot.stats.handled(elapsed)
+        status = outcome.status.value if isinstance(outcome, ExecutionResult) else "success"
+        slot.stats.handled(elapsed, status)
         self._answer(env, outcome)
         return True
 

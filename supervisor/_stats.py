@@ -4,10 +4,49 @@ without asking any actor anything."""
 from __future__ import annotations
 
 import time
+from bisect import bisect_left
 from collections import Counter, deque
 from dataclasses import dataclass, field
 
-__all__ = ["SlotStats", "percentile"]
+__all__ = ["LATENCY_BUCKETS", "LatencyHistogram", "SlotStats", "percentile"]
+
+# Upper bounds in seconds (Prometheus' default buckets plus finer ones below 5 ms and longer
+# ones for LLM calls); the +Inf bucket is implicit.
+LATENCY_BUCKETS: tuple[float, ...] = (
+    0.0001,
+    0.00025,
+    0.0005,
+    0.001,
+    0.0025,
+    0.005,
+    0.01,
+    0.025,
+    0.05,
+    0.1,
+    0.25,
+    0.5,
+    1.0,
+    2.5,
+    5.0,
+    10.0,
+    30.0,
+    60.0,
+)
+
+
+@dataclass(eq=False)
+class LatencyHistogram:
+    """Cumulative-at-read histogram: counts[i] = observations in (bucket[i-1], bucket[i]];
+    counts[-1] = above the last bound. Observing is one bisect and two adds."""
+
+    counts: list[int] = field(default_factory=lambda: [0] * (len(LATENCY_BUCKETS) + 1))
+    total: float = 0.0
+    n: int = 0
+
+    def observe(self, seconds: float) -> None:
+        self.counts[bisect_left(LATENCY_BUCKETS, seconds)] += 1
+        self.total += seconds
+        self.n += 1
 
 
 def percentile(samples: list[float], q: float) -> float | None:
@@ -33,11 +72,16 @@ class SlotStats:
     last_heartbeat: float | None = None  # wall clock of the last finished message
     started_at: float | None = None  # wall clock of the current instance's start
     latencies: deque[float] = field(default_factory=lambda: deque(maxlen=1024))
+    histograms: dict[str, LatencyHistogram] = field(default_factory=dict)
 
-    def handled(self, seconds: float) -> None:
+    def handled(self, seconds: float, status: str) -> None:
         self.processed += 1
         self.latencies.append(seconds)
         self.last_heartbeat = time.time()
+        hist = self.histograms.get(status)
+        if hist is None:
+            hist = self.histograms[status] = LatencyHistogram()
+        hist.observe(seconds)
 
     def failed(self, kind: str, error: str | None) -> None:
         self.failures[kind] += 1
