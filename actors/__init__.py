@@ -2,7 +2,7 @@
 
 from ._agent import Agent, ContextNotAttachedError
 from ._context import AgentContext
-from ._result import ExecutionResult, ExecutionStatus, ResultError
+from ._result import ExecutionResult, ExecutionStatus, FailureReason, ResultError
 from ._rule_based import Rule, RuleBasedAgent, message_text
 
 __all__ = [
@@ -11,6 +11,7 @@ __all__ = [
     "ContextNotAttachedError",
     "ExecutionResult",
     "ExecutionStatus",
+    "FailureReason",
     "ResultError",
     "Rule",
     "RuleBasedAgent",

@@ -7,7 +7,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict
 
-__all__ = ["ExecutionResult", "ExecutionStatus", "ResultError"]
+__all__ = ["ExecutionResult", "ExecutionStatus", "FailureReason", "ResultError"]
 
 
 class ExecutionStatus(StrEnum):
@@ -17,6 +17,29 @@ class ExecutionStatus(StrEnum):
     INVALID_INPUT = "invalid_input"
     INVALID_OUTPUT = "invalid_output"
     REJECTED = "rejected"
+
+
+class FailureReason(StrEnum):
+    """Why a result is not SUCCESS, finer than its status (None on SUCCESS)."""
+
+    CRASH = "crash"  # an exception escaped handle()
+    DEADLINE = "deadline"  # the handler overran message_timeout
+    ASK_TIMEOUT = "ask_timeout"  # the caller's deadline passed first
+    ASK_CYCLE = "ask_cycle"  # an ask that would wait on itself
+    BREAKER_OPEN = "breaker_open"
+    MAILBOX_FULL = "mailbox_full"
+    UNAVAILABLE = "unavailable"  # stopped, removed, restarting with backoff, tree failed
+    INVALID_INPUT = "invalid_input"
+    INVALID_OUTPUT = "invalid_output"
+    TOOL_REFUSED = "tool_refused"  # the model kept proposing tool calls the guard refused
+    TOOL_FAILED = "tool_failed"  # an approved tool raised
+    REASONING_LOOP = "reasoning_loop"  # repeated identical tool calls or model outputs
+    STEP_LIMIT = "step_limit"
+    BUDGET_TOKENS = "budget_tokens"
+    BUDGET_COST = "budget_cost"
+    BUDGET_STEPS = "budget_steps"
+    LLM_ERROR = "llm_error"
+    LLM_TIMEOUT = "llm_timeout"
 
 
 class ResultError(Exception):
@@ -30,7 +53,8 @@ class ResultError(Exception):
 
 class ExecutionResult(BaseModel):
     """status: what happened; data: the answer (also set when a fallback answered);
-    error: a readable reason for any status but SUCCESS; fallback_used: a fallback answered;
+    error: a readable reason for any status but SUCCESS; reason: the typed cause of the first
+    failure (also set when a fallback then answered); fallback_used: a fallback answered;
     handled_by: path of the actor that answered; attempts: deliveries to the primary;
     trace_id: the request's trace id."""
 
@@ -39,6 +63,7 @@ class ExecutionResult(BaseModel):
     status: ExecutionStatus
     data: Any = None
     error: str | None = None
+    reason: FailureReason | None = None
     fallback_used: bool = False
     handled_by: str | None = None
     attempts: int = 0

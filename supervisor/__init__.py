@@ -1,7 +1,7 @@
 """The runtime: tree declarations, the running system (ask/tell/health), supervisor actors,
 hosts, mailboxes, breakers in use, events."""
 
-from actors import ExecutionResult, ExecutionStatus, ResultError
+from actors import ExecutionResult, ExecutionStatus, FailureReason, ResultError
 
 from ._breaker import BreakerState
 from ._clock import Clock, FakeClock, MonotonicClock
@@ -20,6 +20,7 @@ __all__ = [
     "DeadLetter",
     "ExecutionResult",
     "ExecutionStatus",
+    "FailureReason",
     "FakeClock",
     "HivekeeperError",
     "MonotonicClock",

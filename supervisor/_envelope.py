@@ -46,3 +46,4 @@ class Envelope:
     fallback_reason: str | None = None
     errors: list[str] = field(default_factory=list)
     first_status: Any = None  # ExecutionStatus of the first stage that could not answer
+    first_reason: Any = None  # its FailureReason

@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING, Any
 import pykka
 from pydantic import ValidationError
 
-from actors import Agent, ExecutionResult, ExecutionStatus
+from actors import Agent, ExecutionResult, ExecutionStatus, FailureReason
 from strategies import ExitKind
 
 from ._breaker import DeadlineExceeded, InvalidOutput
@@ -140,7 +140,9 @@ class ThreadHost(pykka.ThreadingActor):
         error = f"handler exceeded message_timeout={slot.spec.message_timeout}s"
         slot.stats.failed("timeout", error)
         if tripped:
-            slot.divert_queue(ExecutionStatus.REJECTED, "circuit opened")
+            slot.divert_queue(
+                ExecutionStatus.REJECTED, "circuit opened", FailureReason.BREAKER_OPEN
+            )
         self._report(Exited(slot, self.gen, ExitKind.HANG, env, error))
 
     # -- pykka hooks (the host's own thread) ------------------------------------------------
@@ -269,6 +271,7 @@ class ThreadHost(pykka.ThreadingActor):
                 return ExecutionResult(
                     status=ExecutionStatus.INVALID_INPUT,
                     error=f"{model.__name__}: {exc}",
+                    reason=FailureReason.INVALID_INPUT,
                 )
         result = agent.handle(message)
         if inspect.isawaitable(result):
@@ -281,19 +284,7 @@ class ThreadHost(pykka.ThreadingActor):
         if isinstance(outcome, ExecutionResult):
             status = outcome.status
             if status in _FAILING:
-                error = outcome.error or status.value
-                slot.stats.failed(status.value, error)
-                breaker = slot.breaker
-                if (
-                    status is ExecutionStatus.INVALID_OUTPUT
-                    and breaker is not None
-                    and breaker.policy.count_invalid_output
-                ):
-                    with slot.lock:
-                        tripped = self._breaker_failure(env, InvalidOutput(error))
-                    if tripped:
-                        slot.divert_queue(ExecutionStatus.REJECTED, "circuit opened")
-                give_up(env, status, error, slot.path)
+                self._failed_result(env, outcome)
                 return
             result = outcome.model_copy(
                 update={
@@ -318,6 +309,31 @@ class ThreadHost(pykka.ThreadingActor):
         if fallback:
             env.origin.stats.fallback_answers += 1
         finish(env, result)
+
+    def _failed_result(self, env: Envelope, outcome: ExecutionResult) -> None:
+        """The agent answered with a failure status: a breaker failure (per policy), then the
+        fallback chain or the caller."""
+        slot = self.slot
+        status = outcome.status
+        error = outcome.error or status.value
+        slot.stats.failed(status.value, error)
+        breaker = slot.breaker
+        counts = breaker is not None and (
+            status is ExecutionStatus.FAILURE
+            or (status is ExecutionStatus.INVALID_OUTPUT and breaker.policy.count_invalid_output)
+            or (status is ExecutionStatus.TIMEOUT and breaker.policy.count_timeouts)
+        )
+        if counts:
+            with slot.lock:
+                tripped = self._breaker_failure(env, InvalidOutput(error))
+            if tripped:
+                slot.divert_queue(
+                    ExecutionStatus.REJECTED, "circuit opened", FailureReason.BREAKER_OPEN
+                )
+        reason = outcome.reason
+        if reason is None and status is ExecutionStatus.INVALID_OUTPUT:
+            reason = FailureReason.INVALID_OUTPUT
+        give_up(env, status, error, slot.path, reason)
 
     def _breaker_failure(self, env: Envelope, exc: BaseException) -> bool:
         """Count a breaker failure (caller holds the slot lock); True if it opened."""
@@ -351,7 +367,9 @@ class ThreadHost(pykka.ThreadingActor):
             message_id=env.msg_id,
         )
         if tripped:
-            slot.divert_queue(ExecutionStatus.REJECTED, "circuit opened")
+            slot.divert_queue(
+                ExecutionStatus.REJECTED, "circuit opened", FailureReason.BREAKER_OPEN
+            )
         self._report(Exited(slot, self.gen, ExitKind.CRASH, env, error))
         self.stop()
 

@@ -16,7 +16,7 @@ from collections import deque
 from enum import StrEnum
 from typing import TYPE_CHECKING
 
-from actors import ExecutionResult, ExecutionStatus
+from actors import ExecutionResult, ExecutionStatus, FailureReason
 
 from ._breaker import BreakerState, SlotBreaker
 from ._events import emit
@@ -66,9 +66,15 @@ def finish(env: Envelope, result: ExecutionResult) -> None:
         env.reply.set(result)
 
 
-def give_up(env: Envelope, status: ExecutionStatus, error: str, at: str) -> None:
+def give_up(
+    env: Envelope,
+    status: ExecutionStatus,
+    error: str,
+    at: str,
+    reason: FailureReason | None = None,
+) -> None:
     """Stage `at` could not answer env: pass it to the next fallback of its origin, or answer
-    the caller with the first failure's status and every stage's reason."""
+    the caller with the first failure's status and reason, and every stage's error."""
     origin = env.origin
     if env.trial and origin.breaker is not None:
         with origin.lock:
@@ -77,6 +83,7 @@ def give_up(env: Envelope, status: ExecutionStatus, error: str, at: str) -> None
     if env.fallback_reason is None:
         env.fallback_reason = error
         env.first_status = status
+        env.first_reason = reason
     if status in _CHAIN_ON:
         nxt = env.stage + 1
         if nxt < len(origin.fallbacks):
@@ -108,6 +115,7 @@ def give_up(env: Envelope, status: ExecutionStatus, error: str, at: str) -> None
         ExecutionResult(
             status=env.first_status,
             error="; ".join(env.errors),
+            reason=env.first_reason,
             handled_by=at,
             attempts=env.attempts,
             trace_id=env.trace_id,
@@ -154,7 +162,7 @@ class AgentSlot:
 
     def submit(self, env: Envelope) -> None:
         """Route env: into the mailbox, or down the fallback chain, or answer it at once."""
-        divert: tuple[ExecutionStatus, str] | None = None
+        divert: tuple[ExecutionStatus, str, FailureReason] | None = None
         dropped: Envelope | None = None
         wake: ThreadHost | None = None
         with self.lock:
@@ -163,20 +171,28 @@ class AgentSlot:
                 reason = self.breaker.admit(env) if self.breaker is not None else None
                 limit = self.spec.mailbox_size
                 if reason is not None:
-                    divert = (ExecutionStatus.REJECTED, reason)
+                    divert = (ExecutionStatus.REJECTED, reason, FailureReason.BREAKER_OPEN)
                 elif limit is not None and len(self.queue) >= limit:
                     if self.spec.overflow == "drop_oldest":
                         dropped = self.queue.popleft()
                         self.queue.append(env)
                     else:
-                        divert = (ExecutionStatus.REJECTED, f"mailbox full ({limit} queued)")
+                        divert = (
+                            ExecutionStatus.REJECTED,
+                            f"mailbox full ({limit} queued)",
+                            FailureReason.MAILBOX_FULL,
+                        )
                 else:
                     self.queue.append(env)
                 if divert is None and not self.wake_pending and self.host is not None:
                     self.wake_pending = True
                     wake = self.host
             else:
-                divert = (ExecutionStatus.FAILURE, self._unavailable(state))
+                divert = (
+                    ExecutionStatus.FAILURE,
+                    self._unavailable(state),
+                    FailureReason.UNAVAILABLE,
+                )
         if wake is not None:
             wake.wake()
         if dropped is not None:
@@ -185,12 +201,16 @@ class AgentSlot:
             )
             self.stats.failed("rejected", None)
             give_up(
-                dropped, ExecutionStatus.REJECTED, f"dropped: mailbox full ({limit})", self.path
+                dropped,
+                ExecutionStatus.REJECTED,
+                f"dropped: mailbox full ({limit})",
+                self.path,
+                FailureReason.MAILBOX_FULL,
             )
         if divert is not None:
             if divert[0] is ExecutionStatus.REJECTED:
                 self.stats.failed("rejected", None)
-            give_up(env, divert[0], divert[1], self.path)
+            give_up(env, divert[0], divert[1], self.path, divert[2])
 
     def redeliver(self, env: Envelope) -> None:
         """Put a message that crashed its handler back at the head of the queue (a retry)."""
@@ -207,7 +227,13 @@ class AgentSlot:
         if wake is not None:
             wake.wake()
         if not accepted:
-            give_up(env, ExecutionStatus.FAILURE, self._unavailable(self.state), self.path)
+            give_up(
+                env,
+                ExecutionStatus.FAILURE,
+                self._unavailable(self.state),
+                self.path,
+                FailureReason.UNAVAILABLE,
+            )
 
     def next_for(self, host: ThreadHost) -> Envelope | None:
         """The next message for `host`, or None when it is detached or the queue is empty."""
@@ -228,6 +254,7 @@ class AgentSlot:
             ExecutionResult(
                 status=ExecutionStatus.TIMEOUT,
                 error=f"{self.path}: ask deadline passed while the message was queued",
+                reason=FailureReason.ASK_TIMEOUT,
                 handled_by=self.path,
                 attempts=env.attempts,
                 trace_id=env.trace_id,
@@ -282,14 +309,14 @@ class AgentSlot:
                 self.queue.clear()
         why = reason or self._unavailable(state)
         for env in drained:
-            give_up(env, ExecutionStatus.FAILURE, why, self.path)
+            give_up(env, ExecutionStatus.FAILURE, why, self.path, FailureReason.UNAVAILABLE)
 
-    def divert_queue(self, status: ExecutionStatus, reason: str) -> None:
+    def divert_queue(self, status: ExecutionStatus, why: str, reason: FailureReason) -> None:
         with self.lock:
             drained = list(self.queue)
             self.queue.clear()
         for env in drained:
-            give_up(env, status, reason, self.path)
+            give_up(env, status, why, self.path, reason)
 
     def _fallback_ready(self) -> bool:
         return any(f.state not in _CLOSED for f in self.fallbacks)

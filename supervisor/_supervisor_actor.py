@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any
 
 import pykka
 
-from actors import ExecutionStatus
+from actors import ExecutionStatus, FailureReason
 from strategies import (
     BackoffState,
     ChildInfo,
@@ -103,6 +103,7 @@ class SupervisorActor(pykka.ThreadingActor):
         self.purpose = "shutdown"
         self.reason: str | None = None
         self.children = [_Child(c) for c in node.children]
+        self._deferred: list[tuple[Any, ExitKind, Envelope | None, str | None]] = []
 
     @classmethod
     def launch(cls, node: SupervisorNode, gen: int, tree: TreeIndex) -> SupervisorActor:
@@ -199,7 +200,11 @@ class SupervisorActor(pykka.ThreadingActor):
         else:
             self._plan(rec, msg.kind, msg.error)
         self._reconcile()  # apply the strategy first, then answer the caller
-        self._answer_failed(msg.child, msg.kind, msg.env, msg.error)
+        if self.mode == "terminating":
+            # an escalation (or shutdown) is in progress: answer once it has been reported
+            self._deferred.append((msg.child, msg.kind, msg.env, msg.error))
+        else:
+            self._answer_failed(msg.child, msg.kind, msg.env, msg.error)
 
     def _plan(self, rec: _Child, kind: ExitKind, error: str | None) -> None:
         now = self.clock.now()
@@ -310,6 +315,7 @@ class SupervisorActor(pykka.ThreadingActor):
                         ExecutionStatus.FAILURE,
                         "abandoned: did not finish within shutdown_timeout",
                         rec.node.path,
+                        FailureReason.DEADLINE,
                     )
             emit(
                 "child_abandoned",
@@ -507,6 +513,9 @@ class SupervisorActor(pykka.ThreadingActor):
             node.report(Stopped(node, self.gen))
         if node.actor is self:
             node.actor = None
+        for child, kind, env, error in self._deferred:
+            self._answer_failed(child, kind, env, error)
+        self._deferred.clear()
         self.stop()
 
     # -- helpers ---------------------------------------------------------------------------
@@ -520,7 +529,13 @@ class SupervisorActor(pykka.ThreadingActor):
             return
         error = error or kind.value
         if not isinstance(child, AgentSlot):
-            give_up(env, ExecutionStatus.FAILURE, error, getattr(child, "path", "?"))
+            give_up(
+                env,
+                ExecutionStatus.FAILURE,
+                error,
+                getattr(child, "path", "?"),
+                FailureReason.CRASH,
+            )
             return
         spec = child.spec
         if kind is ExitKind.CRASH and env.stage < 0 and spec.retries > 0:
@@ -565,8 +580,10 @@ class SupervisorActor(pykka.ThreadingActor):
                 trace_id=env.trace_id,
                 message_id=env.msg_id,
             )
-        status = ExecutionStatus.TIMEOUT if kind is ExitKind.HANG else ExecutionStatus.FAILURE
-        give_up(env, status, error, child.path)
+        if kind is ExitKind.HANG:
+            give_up(env, ExecutionStatus.TIMEOUT, error, child.path, FailureReason.DEADLINE)
+        else:
+            give_up(env, ExecutionStatus.FAILURE, error, child.path, FailureReason.CRASH)
 
     @staticmethod
     def _resolve(rec: _Child, error: Exception) -> None:

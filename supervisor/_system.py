@@ -14,7 +14,7 @@ from concurrent.futures import Future
 from types import TracebackType
 from typing import Any
 
-from actors import ExecutionResult, ExecutionStatus
+from actors import ExecutionResult, ExecutionStatus, FailureReason
 from strategies import ExitKind
 
 from ._clock import Clock, MonotonicClock
@@ -294,6 +294,7 @@ class System:
             cycle = " -> ".join((*chain, path))
             return None, ExecutionResult(
                 status=ExecutionStatus.TIMEOUT,
+                reason=FailureReason.ASK_CYCLE,
                 error=(
                     f"ask cycle {cycle}: {path} is itself waiting in this chain, so the ask "
                     "could only end at its deadline; answered at once instead"
@@ -327,6 +328,7 @@ class System:
         result = ExecutionResult(
             status=ExecutionStatus.TIMEOUT,
             error=_timeout_error(env, path, seconds, self.clock),
+            reason=FailureReason.ASK_TIMEOUT,
             handled_by=path,
             attempts=env.attempts,
             trace_id=env.trace_id,
