@@ -1,19 +1,29 @@
 """What users subclass and what runs inside one agent. Knows nothing about trees or hosts."""
 
 from ._agent import Agent, ContextNotAttachedError
+from ._budget import Budget, BudgetLedger
 from ._context import AgentContext
+from ._llm_agent import LLMAgent
 from ._result import ExecutionResult, ExecutionStatus, FailureReason, ResultError
 from ._rule_based import Rule, RuleBasedAgent, message_text
+from ._states import AgentState
+from ._tools import Tool, ToolGuard
 
 __all__ = [
     "Agent",
     "AgentContext",
+    "AgentState",
+    "Budget",
+    "BudgetLedger",
     "ContextNotAttachedError",
     "ExecutionResult",
     "ExecutionStatus",
     "FailureReason",
+    "LLMAgent",
     "ResultError",
     "Rule",
     "RuleBasedAgent",
+    "Tool",
+    "ToolGuard",
     "message_text",
 ]

@@ -12,6 +12,8 @@ from typing import Any
 
 import structlog
 
+from ._redaction import redact
+
 __all__ = ["EventSink", "add_sink", "emit", "remove_sink"]
 
 EventSink = Callable[[dict[str, Any]], None]
@@ -34,7 +36,8 @@ def remove_sink(sink: EventSink) -> None:
 
 
 def emit(event: str, *, level: str = "info", **fields: Any) -> None:
-    """Log one event and hand it to the registered sinks."""
+    """Log one event (secrets masked) and hand it to the registered sinks."""
+    fields = redact(fields)
     for sink in _sinks:
         sink({"event": event, "level": level, **fields})
     getattr(_logger, level)(event, **fields)

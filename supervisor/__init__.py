@@ -8,6 +8,7 @@ from ._clock import Clock, FakeClock, MonotonicClock
 from ._dead_letters import DeadLetter
 from ._exceptions import HivekeeperError, SystemNotRunningError, TreeStartError, UnknownPathError
 from ._health import ActorHealth, BreakerHealth, TreeHealth
+from ._logging import configure_logging
 from ._spec import ChildSpec, Supervisor
 from ._system import PendingAsk, System, start
 
@@ -32,5 +33,6 @@ __all__ = [
     "TreeHealth",
     "TreeStartError",
     "UnknownPathError",
+    "configure_logging",
     "start",
 ]

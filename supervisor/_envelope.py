@@ -47,3 +47,4 @@ class Envelope:
     errors: list[str] = field(default_factory=list)
     first_status: Any = None  # ExecutionStatus of the first stage that could not answer
     first_reason: Any = None  # its FailureReason
+    otel_context: Any = None  # the caller's OpenTelemetry context (tracing on)

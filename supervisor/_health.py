@@ -60,6 +60,7 @@ class ActorHealth(BaseModel):
     breaker: BreakerHealth | None = None
     fallbacks: list[str] = []
     degraded: bool = False  # a fallback answers in this agent's place right now
+    agent_state: str | None = None  # an LLMAgent's explicit state (processing, awaiting_tool, ...)
     # supervisors
     children: list[str] = []
     strategy: str | None = None
@@ -125,6 +126,8 @@ def _agent(slot: AgentSlot, tree: TreeIndex, now_mono: float, now_wall: float) -
             reopens_in=b.reopens_in(now_mono),
         )
     host = slot.host
+    agent = host.agent if host is not None else None
+    agent_state = getattr(agent, "state", None)
     degraded = bool(slot.fallbacks) and (
         slot.state.value in ("backoff", "down", "failed", "stopped")
         or (breaker is not None and breaker.state != "closed")
@@ -152,6 +155,7 @@ def _agent(slot: AgentSlot, tree: TreeIndex, now_mono: float, now_wall: float) -
         breaker=breaker,
         fallbacks=[f.path for f in slot.fallbacks],
         degraded=degraded,
+        agent_state=str(agent_state) if agent_state is not None else None,
     )
 
 

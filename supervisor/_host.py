@@ -26,6 +26,8 @@ import pykka
 from pydantic import ValidationError
 
 from actors import Agent, ExecutionResult, ExecutionStatus, FailureReason
+from actors._current import MessageContext, current_message
+from actors._redaction import redact_text
 from strategies import ExitKind
 
 from ._breaker import DeadlineExceeded, InvalidOutput
@@ -47,8 +49,9 @@ _FAILING = frozenset(
 
 
 def describe(exc: BaseException) -> str:
+    """A readable one-line error for callers and health, with secrets masked."""
     text = str(exc)
-    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
+    return redact_text(f"{type(exc).__name__}: {text}") if text else type(exc).__name__
 
 
 class ThreadHost(pykka.ThreadingActor):
@@ -230,10 +233,17 @@ class ThreadHost(pykka.ThreadingActor):
                     self.armed_at = arm_at = self.current_deadline
         if arm_at is not None:
             slot.runtime.scheduler.call_at(arm_at, self.check_overrun)
+        token = current_message.set(MessageContext(slot.path, slot.id, env.trace_id, env.msg_id))
+        tracing = slot.runtime.tracing
         started = time.perf_counter()
         try:
-            outcome = self._invoke(env)
+            if tracing is None:
+                outcome = self._invoke(env)
+            else:
+                with tracing.span(env, slot.path):
+                    outcome = self._invoke(env)
         except BaseException as exc:
+            current_message.reset(token)
             if self.hung or self.abandoned:
                 with slot.lock:
                     self.current = None
@@ -241,6 +251,7 @@ class ThreadHost(pykka.ThreadingActor):
             self._crash(env, exc)
             return False
         elapsed = time.perf_counter() - started
+        current_message.reset(token)
         with slot.lock:
             self.current = None
             late = self.hung or self.abandoned

@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Any
 from ._async import SharedLoop
 from ._clock import Clock
 from ._dead_letters import DeadLetterOffice
+from ._otel import Tracing
 from ._scheduler import Scheduler
 
 if TYPE_CHECKING:
@@ -33,6 +34,7 @@ class Runtime:
     ask: Callable[[Envelope | None, str, str, Any, float | None], ExecutionResult]
     tell: Callable[[Envelope | None, str, str, Any], None]
     rng: random.Random = field(default_factory=random.Random)
+    tracing: Tracing | None = None
 
     def run_async(self, awaitable: Any, host: Any) -> Any:
         """Run an async handler's awaitable on the process's shared loop for `host`."""

@@ -14,7 +14,10 @@ from concurrent.futures import Future
 from types import TracebackType
 from typing import Any
 
+import structlog
+
 from actors import ExecutionResult, ExecutionStatus, FailureReason
+from actors._current import current_message
 from strategies import ExitKind
 
 from ._clock import Clock, MonotonicClock
@@ -24,6 +27,7 @@ from ._events import emit
 from ._exceptions import SystemNotRunningError, TreeStartError
 from ._health import TreeHealth, snapshot
 from ._node import Exited, Shutdown, StartChild, Started, StopChild, Stopped, SupervisorNode
+from ._otel import Tracing
 from ._reply import Reply
 from ._runtime import Runtime
 from ._scheduler import Scheduler
@@ -33,6 +37,16 @@ from ._supervisor_actor import SupervisorActor
 from ._tree import TreeIndex
 
 __all__ = ["System", "start"]
+
+
+def _ambient_trace() -> str:
+    """The trace of the message this thread is handling, else one bound with structlog's
+    contextvars (e.g. by a web request), else a new one."""
+    ctx = current_message.get()
+    if ctx is not None:
+        return ctx.trace_id
+    bound = structlog.contextvars.get_contextvars().get("trace_id")
+    return str(bound) if bound else new_trace_id()
 
 
 def _timeout_error(env: Envelope, path: str, timeout: float, clock: Clock) -> str:
@@ -53,6 +67,7 @@ class System:
         clock: Clock | None = None,
         default_timeout: float = 30.0,
         seed: int | None = None,
+        tracing: bool | Any = False,
     ) -> None:
         if not isinstance(spec, Supervisor):
             msg = f"start() takes a Supervisor tree, got {type(spec).__name__}"
@@ -69,6 +84,7 @@ class System:
             ask=self._ask,
             tell=self._tell,
             rng=random.Random(seed),
+            tracing=_make_tracing(tracing),
         )
         self._tree = TreeIndex(spec, self._runtime)
         self._root_done: Future[str] = Future()
@@ -289,7 +305,7 @@ class System:
         slot = self._slot(path)
         seconds = self._timeout_of(parent, timeout)
         chain = (*parent.chain, caller) if parent is not None and caller is not None else ()
-        trace = trace_id or (parent.trace_id if parent is not None else None) or new_trace_id()
+        trace = trace_id or (parent.trace_id if parent is not None else None) or _ambient_trace()
         if path in chain:
             cycle = " -> ".join((*chain, path))
             return None, ExecutionResult(
@@ -303,6 +319,8 @@ class System:
                 trace_id=trace,
             )
         env = Envelope(message, Reply(), self.clock.now() + seconds, slot, trace, chain)
+        if self._runtime.tracing is not None:
+            env.otel_context = self._runtime.tracing.capture()
         slot.submit(env)
         return env, None
 
@@ -350,9 +368,12 @@ class System:
         ttl: float | None,
     ) -> None:
         slot = self._slot(path)
-        trace = trace_id or (parent.trace_id if parent is not None else None) or new_trace_id()
+        trace = trace_id or (parent.trace_id if parent is not None else None) or _ambient_trace()
         deadline = self.clock.now() + ttl if ttl is not None else None
-        slot.submit(Envelope(message, None, deadline, slot, trace))
+        env = Envelope(message, None, deadline, slot, trace)
+        if self._runtime.tracing is not None:
+            env.otel_context = self._runtime.tracing.capture()
+        slot.submit(env)
 
     # -- dynamic children --------------------------------------------------------------------
 
@@ -441,6 +462,12 @@ class PendingAsk:
         return self._system._expire(env, self._path, self._seconds)
 
 
+def _make_tracing(tracing: bool | Any) -> Tracing | None:
+    if tracing is False or tracing is None:
+        return None
+    return Tracing(None if tracing is True else tracing)
+
+
 def start(
     tree: Supervisor,
     *,
@@ -448,10 +475,15 @@ def start(
     default_timeout: float = 30.0,
     start_timeout: float = 60.0,
     seed: int | None = None,
+    tracing: bool | Any = False,
 ) -> System:
     """Start a tree: fallbacks first, then the root's children in declaration order, each
     started (on_start done) before the next. Returns the running System; raises
-    TreeStartError if the root exhausts its restart budget while starting."""
-    system = System(tree, clock=clock, default_timeout=default_timeout, seed=seed)
+    TreeStartError if the root exhausts its restart budget while starting.
+
+    clock: a FakeClock for tests. default_timeout: ask deadline when none is given.
+    seed: seeds the jitter of backoffs. tracing: True (global OpenTelemetry tracer provider)
+    or a TracerProvider: a span per message handled (needs the otel extra)."""
+    system = System(tree, clock=clock, default_timeout=default_timeout, seed=seed, tracing=tracing)
     system._boot(start_timeout)
     return system
