@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import threading
 from collections.abc import Awaitable, Callable
-from concurrent.futures import Future
+from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any, ClassVar
 
 __all__ = ["SharedLoop"]
@@ -24,6 +24,10 @@ class SharedLoop:
 
     def __init__(self) -> None:
         self.loop = asyncio.new_event_loop()
+        # sync tools called from async handlers run here, never on the loop itself
+        self.loop.set_default_executor(
+            ThreadPoolExecutor(max_workers=32, thread_name_prefix=f"{self.THREAD_NAME}-worker")
+        )
         ready = threading.Event()
         self.thread = threading.Thread(
             target=self._run, args=(ready,), name=self.THREAD_NAME, daemon=True

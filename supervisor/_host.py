@@ -303,6 +303,7 @@ class ThreadHost(pykka.ThreadingActor):
                     "attempts": env.attempts,
                     "fallback_used": fallback,
                     "trace_id": env.trace_id,
+                    "reason": outcome.reason or (env.first_reason if fallback else None),
                 }
             )
         else:
@@ -313,6 +314,7 @@ class ThreadHost(pykka.ThreadingActor):
                 attempts=env.attempts,
                 fallback_used=fallback,
                 trace_id=env.trace_id,
+                reason=env.first_reason if fallback else None,
             )
         if slot.breaker is not None and result.status is ExecutionStatus.SUCCESS:
             with slot.lock:
