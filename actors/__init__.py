@@ -8,6 +8,7 @@ from ._result import ExecutionResult, ExecutionStatus, FailureReason, ResultErro
 from ._rule_based import Rule, RuleBasedAgent, message_text
 from ._states import AgentState
 from ._tools import Tool, ToolGuard
+from .llm import ChaosLLM, OpenAICompatibleLLM, ScriptedLLM
 
 __all__ = [
     "Agent",
@@ -15,14 +16,17 @@ __all__ = [
     "AgentState",
     "Budget",
     "BudgetLedger",
+    "ChaosLLM",
     "ContextNotAttachedError",
     "ExecutionResult",
     "ExecutionStatus",
     "FailureReason",
     "LLMAgent",
+    "OpenAICompatibleLLM",
     "ResultError",
     "Rule",
     "RuleBasedAgent",
+    "ScriptedLLM",
     "Tool",
     "ToolGuard",
     "message_text",

@@ -66,7 +66,7 @@ class LLMAgent(Agent):
             raise TypeError(msg)
         self.llm = llm
         self.ledger = ledger or BudgetLedger()
-        self._guard = ToolGuard(self.tools)
+        self._guard = ToolGuard(self.build_tools())
         self._states = StateTracker()
         self._limits = Limits(
             max_steps=self.max_steps,
@@ -87,6 +87,11 @@ class LLMAgent(Agent):
         self._states.context = self.context
 
     # -- hooks to override -----------------------------------------------------------------
+
+    def build_tools(self) -> Sequence[Tool]:
+        """The allow-list; override to make tools bound to this instance (e.g. tools that ask
+        other agents through self.context)."""
+        return self.tools
 
     def prompt(self, message: Any) -> str:
         """The user turn for a (validated) message."""
