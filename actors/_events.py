@@ -14,7 +14,7 @@ import structlog
 
 from ._redaction import redact
 
-__all__ = ["EventSink", "add_sink", "emit", "remove_sink"]
+__all__ = ["EventSink", "add_sink", "dropped_events", "emit", "remove_sink"]
 
 EventSink = Callable[[dict[str, Any]], None]
 
@@ -39,5 +39,31 @@ def emit(event: str, *, level: str = "info", **fields: Any) -> None:
     """Log one event (secrets masked) and hand it to the registered sinks."""
     fields = redact(fields)
     for sink in _sinks:
-        sink({"event": event, "level": level, **fields})
-    getattr(_logger, level)(event, **fields)
+        try:
+            sink({"event": event, "level": level, **fields})
+        except Exception:
+            _dropped.add()
+    try:
+        getattr(_logger, level)(event, **fields)
+    except Exception:
+        _dropped.add()
+
+
+class _Dropped:
+    """Events a sink or the logger failed on: counted, never raised into the runtime."""
+
+    def __init__(self) -> None:
+        self.count = 0
+        self._lock = threading.Lock()
+
+    def add(self) -> None:
+        with self._lock:
+            self.count += 1
+
+
+_dropped = _Dropped()
+
+
+def dropped_events() -> int:
+    """How many events a sink or the logger failed to take."""
+    return _dropped.count

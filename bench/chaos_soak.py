@@ -143,7 +143,9 @@ def run_soak(
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--agents", type=int, default=100)
     parser.add_argument("--asks", type=int, default=100_000)
     parser.add_argument("--fault-rate", type=float, default=0.1)
@@ -152,7 +154,9 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=1)
     args = parser.parse_args()
     quiet()
-    report = run_soak(args.agents, args.asks, args.fault_rate, args.callers, args.message_timeout, seed=args.seed)
+    report = run_soak(
+        args.agents, args.asks, args.fault_rate, args.callers, args.message_timeout, seed=args.seed
+    )
     print("\n".join(report.lines()))
 
 

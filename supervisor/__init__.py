@@ -6,9 +6,12 @@ from actors import ExecutionResult, ExecutionStatus, FailureReason, ResultError
 from ._breaker import BreakerState
 from ._clock import Clock, FakeClock, MonotonicClock
 from ._dead_letters import DeadLetter
+from ._events import subscribe
 from ._exceptions import HivekeeperError, SystemNotRunningError, TreeStartError, UnknownPathError
 from ._health import ActorHealth, BreakerHealth, TreeHealth
+from ._http import HealthServer, serve_http
 from ._logging import configure_logging
+from ._metrics import TreeCollector, metrics_registry, render_metrics
 from ._spec import ChildSpec, Supervisor
 from ._system import PendingAsk, System, start
 
@@ -23,6 +26,7 @@ __all__ = [
     "ExecutionStatus",
     "FailureReason",
     "FakeClock",
+    "HealthServer",
     "HivekeeperError",
     "MonotonicClock",
     "PendingAsk",
@@ -30,9 +34,14 @@ __all__ = [
     "Supervisor",
     "System",
     "SystemNotRunningError",
+    "TreeCollector",
     "TreeHealth",
     "TreeStartError",
     "UnknownPathError",
     "configure_logging",
+    "metrics_registry",
+    "render_metrics",
+    "serve_http",
     "start",
+    "subscribe",
 ]

@@ -114,6 +114,16 @@ class ThreadHost(pykka.ThreadingActor):
             self.slot.stats.abandoned_running += 1
         self.request_stop()
 
+    def attach_async(self, future: Any) -> None:
+        """Record (or clear) the running async handler's future. The watchdog may have found
+        the handler overdue before this ran (the coroutine starts on the loop at once): then
+        cancel it here. Both sides hold the slot lock, so one of them sees the other."""
+        with self.slot.lock:
+            self.async_future = future
+            overdue = self.hung
+        if future is not None and overdue:
+            future.cancel()
+
     def check_overrun(self) -> None:
         """Watchdog callback (timer thread) at the earliest deadline this host armed."""
         slot = self.slot
@@ -134,10 +144,10 @@ class ThreadHost(pykka.ThreadingActor):
                     slot.host = None
                     slot.state = SlotState.RESTARTING
                 tripped = self._breaker_failure(env, DeadlineExceeded("message deadline"))
+                pending = self.async_future
         if rearm:
             slot.runtime.scheduler.call_at(deadline, self.check_overrun)  # type: ignore[arg-type]
             return
-        pending = self.async_future
         if pending is not None:
             pending.cancel()  # an async handler is really cancelled; its thread is free again
         error = f"handler exceeded message_timeout={slot.spec.message_timeout}s"

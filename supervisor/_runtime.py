@@ -39,10 +39,7 @@ class Runtime:
     def run_async(self, awaitable: Any, host: Any) -> Any:
         """Run an async handler's awaitable on the process's shared loop for `host`."""
 
-        def keep(future: Any) -> None:
-            host.async_future = future
-
         try:
-            return SharedLoop.get().run(awaitable, keep)
+            return SharedLoop.get().run(awaitable, host.attach_async)
         finally:
-            host.async_future = None
+            host.attach_async(None)

@@ -117,6 +117,38 @@ class SupervisorActor(pykka.ThreadingActor):
     # -- messages ----------------------------------------------------------------------------
 
     def on_receive(self, message: Any) -> Any:
+        try:
+            self._receive(message)
+        except Exception as exc:
+            self._internal_error(exc)
+        return None
+
+    def _internal_error(self, exc: Exception) -> None:
+        """A bug or a broken hook inside the supervisor: like an OTP supervisor crashing, it
+        gives up on its children and escalates, so its parent restarts the subtree."""
+        reason = f"supervisor {self.node.path} crashed: {type(exc).__name__}: {exc}"
+        emit(
+            "supervisor_crashed",
+            level="error",
+            supervisor=self.node.path,
+            child=None,
+            path=self.node.path,
+            agent_id=self.node.id,
+            reason=reason,
+        )
+        if self.mode == "dead":
+            return
+        try:
+            self._terminate("escalate", reason)
+            self.purpose = "escalate"
+            self._reconcile()
+        except Exception:
+            self.mode = "dead"
+            self.node.state = "down"
+            self.node.report(Exited(self.node, self.gen, ExitKind.ESCALATED, None, reason))
+            self.stop()
+
+    def _receive(self, message: Any) -> Any:
         if self.mode == "dead":
             if isinstance(message, Exited):
                 self._answer_failed(message.child, message.kind, message.env, message.error)

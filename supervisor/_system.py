@@ -12,7 +12,7 @@ import random
 import threading
 from concurrent.futures import Future
 from types import TracebackType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import structlog
 
@@ -35,6 +35,9 @@ from ._slot import AgentSlot, SlotState
 from ._spec import ChildSpec, Supervisor
 from ._supervisor_actor import SupervisorActor
 from ._tree import TreeIndex
+
+if TYPE_CHECKING:
+    from ._http import HealthServer
 
 __all__ = ["System", "start"]
 
@@ -91,6 +94,7 @@ class System:
         self._root_stopped = threading.Event()
         self._guardian_started = threading.Event()
         self._guardian_stopped = threading.Event()
+        self._servers: list[HealthServer] = []
         self._tree.root.on_report = self._on_root_report
         self._tree.guardian.on_report = self._on_guardian_report
 
@@ -180,6 +184,8 @@ class System:
         for slot in list(self._tree.slots.values()):
             slot.set_state(SlotState.STOPPED, "system shut down")
         self._runtime.scheduler.stop()
+        for server in self._servers:
+            server.close()
         self._join_threads(timeout if timeout is not None else 30.0)
         self.state = "stopped"
         emit(
@@ -417,6 +423,18 @@ class System:
         self._tree.node(path)
 
     # -- inspecting --------------------------------------------------------------------------
+
+    def serve_http(
+        self, host: str = "127.0.0.1", port: int = 0, token: str | None = None
+    ) -> HealthServer:
+        """Serve /health, /tree, /metrics and the live tree page at / from a background thread.
+        Binds to 127.0.0.1 by default; any other address requires a bearer token. Closed by
+        shutdown() (or call .close())."""
+        from ._http import serve_http  # noqa: PLC0415 - the HTTP server loads only when asked for
+
+        server = serve_http(self, host=host, port=port, token=token)
+        self._servers.append(server)
+        return server
 
     def health(self) -> TreeHealth:
         return snapshot(self._tree, self.state)

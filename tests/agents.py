@@ -6,7 +6,7 @@ import itertools
 import threading
 from typing import Any
 
-from actors import Agent, ExecutionResult, ExecutionStatus, RuleBasedAgent, Rule
+from actors import Agent, ExecutionResult, ExecutionStatus, Rule, RuleBasedAgent
 
 _instances = itertools.count(1)
 
@@ -118,9 +118,15 @@ class Asker(Agent):
 
     def handle(self, message: Any) -> Any:
         if isinstance(message, dict) and "ask" in message:
-            result = self.context.ask(message["ask"], message.get("then"), timeout=message.get("timeout"))
-            return {"status": result.status.value, "data": result.data, "error": result.error,
-                    "trace": self.context.trace_id}
+            result = self.context.ask(
+                message["ask"], message.get("then"), timeout=message.get("timeout")
+            )
+            return {
+                "status": result.status.value,
+                "data": result.data,
+                "error": result.error,
+                "trace": self.context.trace_id,
+            }
         return {"echo": message, "trace": self.context.trace_id}
 
 
@@ -145,7 +151,9 @@ class Flaky(Agent):
             self.gate.entered.set()
             self.gate.opened.wait(30)
         if self.switch.failing:
-            return ExecutionResult(status=ExecutionStatus.INVALID_OUTPUT, error="model returned junk")
+            return ExecutionResult(
+                status=ExecutionStatus.INVALID_OUTPUT, error="model returned junk"
+            )
         return f"primary:{message}"
 
 

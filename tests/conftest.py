@@ -19,6 +19,15 @@ def _quiet_logs() -> None:
 
 
 @pytest.fixture(autouse=True)
+def _restore_structlog() -> Iterator[None]:
+    """A test that configures logging (the CLI does) must not leave it pointing at a stream
+    that is closed once the test ends."""
+    saved = structlog.get_config()
+    yield
+    structlog.configure(**saved)
+
+
+@pytest.fixture(autouse=True)
 def no_thread_leaks() -> Iterator[None]:
     before = set(threading.enumerate())
     yield

@@ -34,7 +34,9 @@ class ToolLog:
         self.calls: list[tuple[str, BaseModel]] = []
 
 
-def make_tools(log: ToolLog, *, on_dangerous: str = "allow", confirm: Any = None) -> tuple[Tool, ...]:
+def make_tools(
+    log: ToolLog, *, on_dangerous: str = "allow", confirm: Any = None
+) -> tuple[Tool, ...]:
     def manage(args: ManageArgs) -> dict[str, Any]:
         log.calls.append(("manage_ticket", args))
         return {"ok": True, "action": args.action}
@@ -46,15 +48,23 @@ def make_tools(log: ToolLog, *, on_dangerous: str = "allow", confirm: Any = None
         return {"order_id": args.order_id, "status": "shipped"}
 
     return (
-        Tool("manage_ticket", manage, ManageArgs, description="Change a ticket",
-             dangerous=lambda a: a.action == "delete", on_dangerous=on_dangerous,  # type: ignore[arg-type]
-             confirm=confirm),
+        Tool(
+            "manage_ticket",
+            manage,
+            ManageArgs,
+            description="Change a ticket",
+            dangerous=lambda a: a.action == "delete",
+            on_dangerous=on_dangerous,  # type: ignore[arg-type]
+            confirm=confirm,
+        ),
         Tool("lookup_order", lookup, LookupArgs, description="Look up an order"),
     )
 
 
 def desk_class(log: ToolLog, **limits: Any) -> type[LLMAgent]:
-    tools = make_tools(log, on_dangerous=limits.pop("on_dangerous", "allow"), confirm=limits.pop("confirm", None))
+    tools = make_tools(
+        log, on_dangerous=limits.pop("on_dangerous", "allow"), confirm=limits.pop("confirm", None)
+    )
     attrs: dict[str, Any] = {
         "input_model": Ticket,
         "output_model": Decision,

@@ -9,15 +9,24 @@ from tests.agents import Asker, Echo
 
 
 def tree() -> Supervisor:
-    return Supervisor("root", children=[
-        ChildSpec("router", Asker), ChildSpec("specialist", Asker), ChildSpec("echo", Echo),
-    ])
+    return Supervisor(
+        "root",
+        children=[
+            ChildSpec("router", Asker),
+            ChildSpec("specialist", Asker),
+            ChildSpec("echo", Echo),
+        ],
+    )
 
 
 def test_router_asks_a_specialist_and_the_trace_id_follows():
     with start(tree()) as system:
-        result = system.ask("root/router", {"ask": "root/specialist", "then": "help"}, timeout=5.0,
-                            trace_id="trace-123")
+        result = system.ask(
+            "root/router",
+            {"ask": "root/specialist", "then": "help"},
+            timeout=5.0,
+            trace_id="trace-123",
+        )
         assert result.status is ExecutionStatus.SUCCESS
         assert result.trace_id == "trace-123"
         assert result.data["status"] == "success"
@@ -27,7 +36,9 @@ def test_router_asks_a_specialist_and_the_trace_id_follows():
 
 def test_an_agent_asking_itself_ends_with_timeout_at_once_not_a_hang():
     with start(tree()) as system:
-        result = system.ask("root/router", {"ask": "root/router", "then": "me", "timeout": 30}, timeout=5.0)
+        result = system.ask(
+            "root/router", {"ask": "root/router", "then": "me", "timeout": 30}, timeout=5.0
+        )
         assert result.status is ExecutionStatus.SUCCESS  # the router itself answered
         inner = result.data
         assert inner["status"] == "timeout"
@@ -36,7 +47,10 @@ def test_an_agent_asking_itself_ends_with_timeout_at_once_not_a_hang():
 
 def test_a_two_agent_cycle_ends_with_timeout_and_names_the_cycle():
     with start(tree()) as system:
-        message = {"ask": "root/specialist", "then": {"ask": "root/router", "then": "loop", "timeout": 30}}
+        message = {
+            "ask": "root/specialist",
+            "then": {"ask": "root/router", "then": "loop", "timeout": 30},
+        }
         result = system.ask("root/router", message, timeout=5.0)
         inner = result.data["data"]
         assert inner["status"] == "timeout"
@@ -54,7 +68,11 @@ def test_a_cycle_through_a_spawned_thread_still_ends_at_its_deadline():
         def handle(self, message: object) -> object:
             if message == "go":
                 box: list[object] = []
-                t = threading.Thread(target=lambda: box.append(self.context.ask(self.context.path, "inner", timeout=0.2)))
+                t = threading.Thread(
+                    target=lambda: box.append(
+                        self.context.ask(self.context.path, "inner", timeout=0.2)
+                    )
+                )
                 t.start()
                 t.join()
                 return box[0].status.value  # type: ignore[attr-defined]
@@ -68,7 +86,9 @@ def test_inner_ask_defaults_to_what_is_left_of_the_outer_deadline():
     from tests.agents import Blocking, Gate
 
     gate = Gate()
-    tree2 = Supervisor("root", children=[ChildSpec("router", Asker), ChildSpec("slow", Blocking, args=(gate,))])
+    tree2 = Supervisor(
+        "root", children=[ChildSpec("router", Asker), ChildSpec("slow", Blocking, args=(gate,))]
+    )
     with start(tree2) as system:
         try:
             result = system.ask("root/router", {"ask": "root/slow", "then": "block"}, timeout=0.3)

@@ -14,11 +14,20 @@ from tests.agents import CrashUntil, Echo, Flaky, Gate, Switch
 
 
 def flaky_tree(switch: Switch, gate: Gate | None = None, **extra: object) -> Supervisor:
-    return Supervisor("root", strategy=OneForOne(max_restarts=100), children=[
-        ChildSpec("p", Flaky, args=(switch, gate),
-                  breaker=BreakerPolicy(fail_max=3, reset_timeout=60.0), **extra),
-        ChildSpec("echo", Echo),
-    ])
+    return Supervisor(
+        "root",
+        strategy=OneForOne(max_restarts=100),
+        children=[
+            ChildSpec(
+                "p",
+                Flaky,
+                args=(switch, gate),
+                breaker=BreakerPolicy(fail_max=3, reset_timeout=60.0),
+                **extra,
+            ),
+            ChildSpec("echo", Echo),
+        ],
+    )
 
 
 def test_breaker_opens_after_fail_max_rejects_at_once_then_one_trial_closes_it():
@@ -64,9 +73,18 @@ def test_failed_trial_opens_the_breaker_again():
 
 def test_crashes_count_and_the_breaker_survives_restarts():
     clock, switch = FakeClock(), Switch(failing=True)
-    tree = Supervisor("root", strategy=OneForOne(max_restarts=100), children=[
-        ChildSpec("p", CrashUntil, args=(switch,), breaker=BreakerPolicy(fail_max=2, reset_timeout=5.0)),
-    ])
+    tree = Supervisor(
+        "root",
+        strategy=OneForOne(max_restarts=100),
+        children=[
+            ChildSpec(
+                "p",
+                CrashUntil,
+                args=(switch,),
+                breaker=BreakerPolicy(fail_max=2, reset_timeout=5.0),
+            ),
+        ],
+    )
     with start(tree, clock=clock) as system:
         system.ask("root/p", "x", timeout=5.0)
         system.ask("root/p", "x", timeout=5.0)
@@ -76,7 +94,10 @@ def test_crashes_count_and_the_breaker_survives_restarts():
 
 def test_exactly_fail_max_concurrent_failures_reach_the_primary():
     clock, switch = FakeClock(), Switch(failing=True)
-    with start(flaky_tree(switch), clock=clock) as system, concurrent.futures.ThreadPoolExecutor(16) as pool:
+    with (
+        start(flaky_tree(switch), clock=clock) as system,
+        concurrent.futures.ThreadPoolExecutor(16) as pool,
+    ):
         results = list(pool.map(lambda i: system.ask("root/p", i, timeout=10.0), range(16)))
     statuses = [r.status for r in results]
     assert statuses.count(ExecutionStatus.INVALID_OUTPUT) == 3
@@ -111,11 +132,21 @@ def test_trial_that_expires_while_queued_frees_the_trial_slot():
     from strategies import Backoff
 
     clock, switch = FakeClock(), Switch(failing=True)
-    tree = Supervisor("root", strategy=OneForOne(
-        max_restarts=100, backoff=Backoff(min_backoff=100.0, max_backoff=100.0, random_factor=0.0),
-    ), children=[
-        ChildSpec("p", CrashUntil, args=(switch,), breaker=BreakerPolicy(fail_max=1, reset_timeout=10.0)),
-    ])
+    tree = Supervisor(
+        "root",
+        strategy=OneForOne(
+            max_restarts=100,
+            backoff=Backoff(min_backoff=100.0, max_backoff=100.0, random_factor=0.0),
+        ),
+        children=[
+            ChildSpec(
+                "p",
+                CrashUntil,
+                args=(switch,),
+                breaker=BreakerPolicy(fail_max=1, reset_timeout=10.0),
+            ),
+        ],
+    )
     with capture_events() as events, start(tree, clock=clock) as system:
         assert system.ask("root/p", "x", timeout=5.0).status is ExecutionStatus.FAILURE
         assert system.health().actors["root/p"].state == "backoff"
@@ -137,8 +168,12 @@ def test_trial_that_expires_while_queued_frees_the_trial_slot():
 
 def test_slot_breaker_is_serialised_by_the_slot_lock_under_threads():
     clock, changes = FakeClock(), []
-    breaker = SlotBreaker(BreakerPolicy(fail_max=5, reset_timeout=1.0), clock, "x",
-                          lambda old, new: changes.append((old, new)))
+    breaker = SlotBreaker(
+        BreakerPolicy(fail_max=5, reset_timeout=1.0),
+        clock,
+        "x",
+        lambda old, new: changes.append((old, new)),
+    )
     lock = threading.Lock()
     admitted: list[int] = []
     start_line = threading.Barrier(16)

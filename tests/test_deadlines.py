@@ -9,9 +9,13 @@ from tests.agents import Blocking, Echo, Gate, Human
 
 def test_hung_handler_is_answered_at_its_deadline_abandoned_and_replaced():
     clock, gate = FakeClock(), Gate()
-    tree = Supervisor("root", children=[
-        ChildSpec("w", Blocking, args=(gate,), message_timeout=30.0), ChildSpec("echo", Echo),
-    ])
+    tree = Supervisor(
+        "root",
+        children=[
+            ChildSpec("w", Blocking, args=(gate,), message_timeout=30.0),
+            ChildSpec("echo", Echo),
+        ],
+    )
     try:
         with capture_events() as events, start(tree, clock=clock) as system:
             hung = system.ask_future("root/w", "block", timeout=120.0)
@@ -46,9 +50,13 @@ def test_hang_counts_toward_the_restart_budget():
     from strategies import OneForOne
 
     clock, gate = FakeClock(), Gate()
-    tree = Supervisor("root", strategy=OneForOne(max_restarts=0), children=[
-        ChildSpec("w", Blocking, args=(gate,), message_timeout=5.0),
-    ])
+    tree = Supervisor(
+        "root",
+        strategy=OneForOne(max_restarts=0),
+        children=[
+            ChildSpec("w", Blocking, args=(gate,), message_timeout=5.0),
+        ],
+    )
     try:
         with start(tree, clock=clock) as system:
             pending = system.ask_future("root/w", "block", timeout=60.0)
@@ -62,9 +70,12 @@ def test_hang_counts_toward_the_restart_budget():
 
 def test_hung_handler_with_a_fallback_is_answered_by_the_fallback_at_the_deadline():
     clock, gate = FakeClock(), Gate()
-    tree = Supervisor("root", children=[
-        ChildSpec("w", Blocking, args=(gate,), message_timeout=10.0, fallback=Human),
-    ])
+    tree = Supervisor(
+        "root",
+        children=[
+            ChildSpec("w", Blocking, args=(gate,), message_timeout=10.0, fallback=Human),
+        ],
+    )
     try:
         with start(tree, clock=clock) as system:
             pending = system.ask_future("root/w", "block: refund please", timeout=60.0)
@@ -81,7 +92,9 @@ def test_hung_handler_with_a_fallback_is_answered_by_the_fallback_at_the_deadlin
 
 def test_no_message_timeout_means_no_watchdog():
     clock, gate = FakeClock(), Gate()
-    tree = Supervisor("root", children=[ChildSpec("w", Blocking, args=(gate,), message_timeout=None)])
+    tree = Supervisor(
+        "root", children=[ChildSpec("w", Blocking, args=(gate,), message_timeout=None)]
+    )
     with start(tree, clock=clock) as system:
         pending = system.ask_future("root/w", "block", timeout=10_000.0)
         gate.wait_entered()
@@ -93,7 +106,9 @@ def test_no_message_timeout_means_no_watchdog():
 
 def test_ask_deadline_expiring_in_the_mailbox_is_a_dead_letter_and_is_not_processed():
     clock, gate = FakeClock(), Gate()
-    tree = Supervisor("root", children=[ChildSpec("w", Blocking, args=(gate,), message_timeout=None)])
+    tree = Supervisor(
+        "root", children=[ChildSpec("w", Blocking, args=(gate,), message_timeout=None)]
+    )
     with start(tree, clock=clock) as system:
         busy = system.ask_future("root/w", "block", timeout=100.0)
         gate.wait_entered()
@@ -115,7 +130,9 @@ def test_ask_deadline_expiring_in_the_mailbox_is_a_dead_letter_and_is_not_proces
 
 def test_ask_returns_by_its_timeout_even_when_the_handler_is_slow():
     clock, gate = FakeClock(), Gate()
-    tree = Supervisor("root", children=[ChildSpec("w", Blocking, args=(gate,), message_timeout=None)])
+    tree = Supervisor(
+        "root", children=[ChildSpec("w", Blocking, args=(gate,), message_timeout=None)]
+    )
     with start(tree, clock=clock) as system:
         pending = system.ask_future("root/w", "block", timeout=5.0)
         gate.wait_entered()
@@ -128,7 +145,9 @@ def test_ask_returns_by_its_timeout_even_when_the_handler_is_slow():
 
 def test_tell_with_a_ttl_that_expires_is_a_dead_letter():
     clock, gate = FakeClock(), Gate()
-    tree = Supervisor("root", children=[ChildSpec("w", Blocking, args=(gate,), message_timeout=None)])
+    tree = Supervisor(
+        "root", children=[ChildSpec("w", Blocking, args=(gate,), message_timeout=None)]
+    )
     with start(tree, clock=clock) as system:
         busy = system.ask_future("root/w", "block", timeout=100.0)
         gate.wait_entered()

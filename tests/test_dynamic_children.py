@@ -12,15 +12,21 @@ from tests.agents import Blocking, Counter, Echo, Gate, Human
 
 
 def tree() -> Supervisor:
-    return Supervisor("root", children=[
-        Supervisor("conversations", strategy=OneForOne(max_restarts=10)),
-        ChildSpec("echo", Echo),
-    ])
+    return Supervisor(
+        "root",
+        children=[
+            Supervisor("conversations", strategy=OneForOne(max_restarts=10)),
+            ChildSpec("echo", Echo),
+        ],
+    )
 
 
 def test_start_and_stop_children_at_runtime():
     with start(tree()) as system:
-        paths = [system.start_child("root/conversations", ChildSpec(f"conv-{i}", Counter)) for i in range(5)]
+        paths = [
+            system.start_child("root/conversations", ChildSpec(f"conv-{i}", Counter))
+            for i in range(5)
+        ]
         assert paths == [f"root/conversations/conv-{i}" for i in range(5)]
         assert system.ask("root/conversations/conv-3", "x", timeout=5.0).data == 1
         assert system.health().actors["root/conversations"].children == paths

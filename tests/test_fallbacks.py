@@ -28,7 +28,10 @@ class SecondOpinion(Agent):
 def test_rule_based_agent_rules_and_default():
     human = Human()
     assert human.handle("I want a REFUND") == {"action": "route_to_human", "queue": "billing"}
-    assert human.handle({"text": "hello"}) == {"action": "route_to_human", "reason": "agent unavailable"}
+    assert human.handle({"text": "hello"}) == {
+        "action": "route_to_human",
+        "reason": "agent unavailable",
+    }
 
     class Lookup(RuleBasedAgent):
         rules = (Rule(when=lambda m: isinstance(m, int), reply=lambda m: m * 2),)
@@ -39,7 +42,9 @@ def test_rule_based_agent_rules_and_default():
 
 
 def test_fallback_answers_the_crashing_message_and_marks_it():
-    with start(Supervisor("root", children=[ChildSpec("p", AlwaysCrash, fallback=Human)])) as system:
+    with start(
+        Supervisor("root", children=[ChildSpec("p", AlwaysCrash, fallback=Human)])
+    ) as system:
         answer = system.ask("root/p", "refund!", timeout=5.0)
         assert answer.status is ExecutionStatus.SUCCESS
         assert answer.fallback_used
@@ -51,7 +56,9 @@ def test_fallback_answers_the_crashing_message_and_marks_it():
 
 def test_fallback_answers_invalid_output():
     switch = Switch(failing=True)
-    with start(Supervisor("root", children=[ChildSpec("p", Flaky, args=(switch,), fallback=Human)])) as system:
+    with start(
+        Supervisor("root", children=[ChildSpec("p", Flaky, args=(switch,), fallback=Human)])
+    ) as system:
         answer = system.ask("root/p", "x", timeout=5.0)
         assert answer.fallback_used
         assert answer.status is ExecutionStatus.SUCCESS
@@ -59,10 +66,18 @@ def test_fallback_answers_invalid_output():
 
 def test_fallback_during_open_breaker_and_traffic_returns_when_it_closes():
     clock, switch = FakeClock(), Switch(failing=True)
-    tree = Supervisor("root", children=[
-        ChildSpec("p", Flaky, args=(switch,), breaker=BreakerPolicy(fail_max=2, reset_timeout=30.0),
-                  fallback=Human),
-    ])
+    tree = Supervisor(
+        "root",
+        children=[
+            ChildSpec(
+                "p",
+                Flaky,
+                args=(switch,),
+                breaker=BreakerPolicy(fail_max=2, reset_timeout=30.0),
+                fallback=Human,
+            ),
+        ],
+    )
     with capture_events() as events, start(tree, clock=clock) as system:
         for _ in range(2):
             assert system.ask("root/p", "x", timeout=5.0).fallback_used
@@ -84,9 +99,14 @@ def test_fallback_during_open_breaker_and_traffic_returns_when_it_closes():
 
 def test_fallback_during_restart_backoff_then_primary_again():
     clock, switch = FakeClock(), Switch(failing=True)
-    tree = Supervisor("root", strategy=OneForOne(
-        max_restarts=10, backoff=Backoff(min_backoff=20.0, max_backoff=20.0, random_factor=0.0),
-    ), children=[ChildSpec("p", CrashUntil, args=(switch,), fallback=Human)])
+    tree = Supervisor(
+        "root",
+        strategy=OneForOne(
+            max_restarts=10,
+            backoff=Backoff(min_backoff=20.0, max_backoff=20.0, random_factor=0.0),
+        ),
+        children=[ChildSpec("p", CrashUntil, args=(switch,), fallback=Human)],
+    )
     with capture_events() as events, start(tree, clock=clock) as system:
         assert system.ask("root/p", "x", timeout=5.0).fallback_used
         assert system.health().actors["root/p"].state == "backoff"
@@ -103,10 +123,14 @@ def test_fallback_during_restart_backoff_then_primary_again():
 
 def test_fallback_keeps_answering_after_escalation_and_when_the_root_failed():
     clock = FakeClock()
-    tree = Supervisor("root", strategy=OneForOne(max_restarts=0), children=[
-        ChildSpec("desk", AlwaysCrash, fallback=Human),
-        ChildSpec("plain", Echo),
-    ])
+    tree = Supervisor(
+        "root",
+        strategy=OneForOne(max_restarts=0),
+        children=[
+            ChildSpec("desk", AlwaysCrash, fallback=Human),
+            ChildSpec("plain", Echo),
+        ],
+    )
     with start(tree, clock=clock) as system:
         first = system.ask("root/desk", "help", timeout=5.0)
         assert first.fallback_used
@@ -126,13 +150,22 @@ def test_fallback_keeps_answering_after_escalation_and_when_the_root_failed():
 
 def test_fallback_after_a_subtree_escalates_and_primary_returns_after_its_restart():
     clock, switch = FakeClock(), Switch(failing=True)
-    tree = Supervisor("root", strategy=OneForOne(
-        max_restarts=5, backoff=Backoff(min_backoff=50.0, max_backoff=50.0, random_factor=0.0),
-    ), children=[
-        Supervisor("team", strategy=OneForOne(max_restarts=0), children=[
-            ChildSpec("p", CrashUntil, args=(switch,), fallback=Human),
-        ]),
-    ])
+    tree = Supervisor(
+        "root",
+        strategy=OneForOne(
+            max_restarts=5,
+            backoff=Backoff(min_backoff=50.0, max_backoff=50.0, random_factor=0.0),
+        ),
+        children=[
+            Supervisor(
+                "team",
+                strategy=OneForOne(max_restarts=0),
+                children=[
+                    ChildSpec("p", CrashUntil, args=(switch,), fallback=Human),
+                ],
+            ),
+        ],
+    )
     with capture_events() as events, start(tree, clock=clock) as system:
         assert system.ask("root/team/p", "x", timeout=5.0).fallback_used
         events.wait_for("supervisor_escalated", path="root/team")
@@ -146,12 +179,21 @@ def test_fallback_after_a_subtree_escalates_and_primary_returns_after_its_restar
 
 def test_a_fallback_chain_tries_each_in_order_down_to_the_safe_default():
     primary, secondary = Switch(failing=True), Switch(failing=True)
-    tree = Supervisor("root", strategy=OneForOne(max_restarts=100), children=[
-        ChildSpec("p", CrashUntil, args=(primary,), fallback=[
-            ChildSpec("secondary", SecondOpinion, args=(secondary,)),
-            SafeDefault,
-        ]),
-    ])
+    tree = Supervisor(
+        "root",
+        strategy=OneForOne(max_restarts=100),
+        children=[
+            ChildSpec(
+                "p",
+                CrashUntil,
+                args=(primary,),
+                fallback=[
+                    ChildSpec("secondary", SecondOpinion, args=(secondary,)),
+                    SafeDefault,
+                ],
+            ),
+        ],
+    )
     with start(tree) as system:
         answer = system.ask("root/p", "q", timeout=5.0)
         assert answer.handled_by == "root/p#SafeDefault"
@@ -184,5 +226,7 @@ def test_fallback_knows_why_it_was_asked():
         def handle(self, message: Any) -> Any:
             return {"why": self.context.fallback_reason}
 
-    with start(Supervisor("root", children=[ChildSpec("p", AlwaysCrash, fallback=Explains)])) as system:
+    with start(
+        Supervisor("root", children=[ChildSpec("p", AlwaysCrash, fallback=Explains)])
+    ) as system:
         assert "ValueError" in system.ask("root/p", "q", timeout=5.0).data["why"]

@@ -12,11 +12,21 @@ from tests.agents import Echo, Gate, Human, Misbehaving
 
 def test_a_sibling_keeps_answering_while_its_neighbour_misbehaves_in_every_way():
     gate = Gate()
-    tree = Supervisor("root", strategy=OneForOne(max_restarts=1000, within_seconds=1.0), children=[
-        ChildSpec("bad", Misbehaving, args=(gate,), message_timeout=0.2,
-                  breaker=BreakerPolicy(fail_max=3, reset_timeout=0.05), fallback=Human),
-        ChildSpec("good", Echo),
-    ])
+    tree = Supervisor(
+        "root",
+        strategy=OneForOne(max_restarts=1000, within_seconds=1.0),
+        children=[
+            ChildSpec(
+                "bad",
+                Misbehaving,
+                args=(gate,),
+                message_timeout=0.2,
+                breaker=BreakerPolicy(fail_max=3, reset_timeout=0.05),
+                fallback=Human,
+            ),
+            ChildSpec("good", Echo),
+        ],
+    )
     faults = ["crash", "hang", "invalid", "slow", "fine"] * 8
     try:
         with start(tree) as system, concurrent.futures.ThreadPoolExecutor(4) as pool:
@@ -27,8 +37,11 @@ def test_a_sibling_keeps_answering_while_its_neighbour_misbehaves_in_every_way()
             bad_results = [f.result(timeout=10) for f in bad]
             assert all(r is not None for r in bad_results)
             assert {r.status for r in bad_results} <= {
-                ExecutionStatus.SUCCESS, ExecutionStatus.FAILURE, ExecutionStatus.TIMEOUT,
-                ExecutionStatus.INVALID_OUTPUT, ExecutionStatus.REJECTED,
+                ExecutionStatus.SUCCESS,
+                ExecutionStatus.FAILURE,
+                ExecutionStatus.TIMEOUT,
+                ExecutionStatus.INVALID_OUTPUT,
+                ExecutionStatus.REJECTED,
             }
             health = system.health()
             assert health.actors["root/good"].restarts == 0

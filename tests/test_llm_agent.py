@@ -11,7 +11,7 @@ from actors import AgentState, Budget, BudgetLedger, ExecutionStatus, FailureRea
 from actors.llm import ChaosLLM, LLMError, LLMTimeoutError, ScriptedLLM
 from strategies import BreakerPolicy
 from supervisor import ChildSpec, FakeClock, Supervisor, start
-from supervisor.testing import capture_events
+from supervisor.testing import capture_events, wait_until
 from tests.agents import Human
 from tests.llm_agents import ANSWER, Decision, ManageArgs, ToolLog, call, desk_class
 
@@ -49,7 +49,8 @@ def test_invalid_input_is_answered_with_the_validation_errors_and_never_reaches_
     result, _, health = run(desk_class(ToolLog()), llm, {"id": "seven", "text": ""})
     assert result.status is ExecutionStatus.INVALID_INPUT
     assert result.reason is FailureReason.INVALID_INPUT
-    assert "id" in result.error and "text" in result.error
+    assert "id" in result.error
+    assert "text" in result.error
     assert llm.calls == []
     assert health.restarts == 0
 
@@ -72,15 +73,32 @@ def test_invalid_output_is_retried_with_the_errors_then_succeeds():
     assert clarification.role == "user"
     assert "action" in (clarification.content or "")
     states = [e["new"] for e in events.matching("agent_state_changed")]
-    assert states == ["processing", "validating", "retrying", "processing", "validating", "retrying",
-                      "processing", "validating", "completed"]
+    assert states == [
+        "processing",
+        "validating",
+        "retrying",
+        "processing",
+        "validating",
+        "retrying",
+        "processing",
+        "validating",
+        "completed",
+    ]
 
 
 def test_output_still_invalid_after_the_attempts_is_invalid_output_and_a_breaker_failure():
     llm = ScriptedLLM(['{"action": "explode"}'])
-    tree = Supervisor("root", children=[ChildSpec(
-        "desk", desk_class(ToolLog(), output_attempts=2), kwargs={"llm": llm},
-        breaker=BreakerPolicy(fail_max=1, reset_timeout=60))])
+    tree = Supervisor(
+        "root",
+        children=[
+            ChildSpec(
+                "desk",
+                desk_class(ToolLog(), output_attempts=2),
+                kwargs={"llm": llm},
+                breaker=BreakerPolicy(fail_max=1, reset_timeout=60),
+            )
+        ],
+    )
     with start(tree, clock=FakeClock()) as system:
         result = system.ask("root/desk", TICKET, timeout=10.0)
         assert result.status is ExecutionStatus.INVALID_OUTPUT
@@ -92,7 +110,9 @@ def test_output_still_invalid_after_the_attempts_is_invalid_output_and_a_breaker
 
 def test_check_output_business_rules_are_enforced():
     cls = desk_class(ToolLog())
-    cls.check_output = lambda self, d: "close_ticket needs a reply" if d.action == "close_ticket" and not d.reply else None  # type: ignore[method-assign]
+    cls.check_output = lambda self, d: (
+        "close_ticket needs a reply" if d.action == "close_ticket" and not d.reply else None
+    )  # type: ignore[method-assign]
     llm = ScriptedLLM(['{"action": "close_ticket"}', '{"action": "close_ticket", "reply": "done"}'])
     result, _, _ = run(cls, llm)
     assert result.data.reply == "done"
@@ -102,15 +122,32 @@ def test_check_output_business_rules_are_enforced():
 @pytest.mark.parametrize(
     ("bad_call", "kind", "fragment"),
     [
-        ({"name": "drop_database", "arguments": {}}, "unknown_tool", "unknown tool 'drop_database'"),
+        (
+            {"name": "drop_database", "arguments": {}},
+            "unknown_tool",
+            "unknown tool 'drop_database'",
+        ),
         ({"name": "lookup_order", "arguments": {"order_id": "abc"}}, "bad_arguments", "order_id"),
-        ({"name": "lookup_order", "arguments": '{"order_id": 5'}, "bad_arguments", "not valid JSON"),
-        ({"name": "manage_ticket", "arguments": {"action": "delete", "target": None}}, "missing_target",
-         "non-empty target"),
-        ({"name": "manage_ticket", "arguments": {"action": "nuke", "target": "t1"}}, "bad_arguments", "action"),
+        (
+            {"name": "lookup_order", "arguments": '{"order_id": 5'},
+            "bad_arguments",
+            "not valid JSON",
+        ),
+        (
+            {"name": "manage_ticket", "arguments": {"action": "delete", "target": None}},
+            "missing_target",
+            "non-empty target",
+        ),
+        (
+            {"name": "manage_ticket", "arguments": {"action": "nuke", "target": "t1"}},
+            "bad_arguments",
+            "action",
+        ),
     ],
 )
-def test_each_guardrail_refusal_is_never_executed_and_the_model_can_correct(bad_call, kind, fragment):
+def test_each_guardrail_refusal_is_never_executed_and_the_model_can_correct(
+    bad_call, kind, fragment
+):
     log = ToolLog()
     llm = ScriptedLLM([{"tool_calls": [bad_call]}, call("lookup_order", order_id=5), ANSWER])
     result, events, _ = run(desk_class(log), llm)
@@ -134,10 +171,16 @@ def test_the_seeds_delete_without_target_is_refused_every_time_and_ends_with_too
     assert log.calls == []
 
 
-@pytest.mark.parametrize(("policy", "confirm", "executed"), [
-    ("deny", None, False), ("confirm", None, False), ("confirm", lambda n, a: False, False),
-    ("confirm", lambda n, a: a.target == "T-1", True), ("allow", None, True),
-])
+@pytest.mark.parametrize(
+    ("policy", "confirm", "executed"),
+    [
+        ("deny", None, False),
+        ("confirm", None, False),
+        ("confirm", lambda n, a: False, False),
+        ("confirm", lambda n, a: a.target == "T-1", True),
+        ("allow", None, True),
+    ],
+)
 def test_dangerous_action_policies(policy, confirm, executed):
     log = ToolLog()
     llm = ScriptedLLM([call("manage_ticket", action="delete", target="T-1"), ANSWER])
@@ -177,11 +220,14 @@ def test_step_limit_ends_a_conversation_that_never_answers():
     assert result.reason is FailureReason.STEP_LIMIT
 
 
-@pytest.mark.parametrize(("budget", "reason"), [
-    (Budget(tokens_per_message=10), FailureReason.BUDGET_TOKENS),
-    (Budget(cost_per_message=0.001), FailureReason.BUDGET_COST),
-    (Budget(steps_per_message=1), FailureReason.BUDGET_STEPS),
-])
+@pytest.mark.parametrize(
+    ("budget", "reason"),
+    [
+        (Budget(tokens_per_message=10), FailureReason.BUDGET_TOKENS),
+        (Budget(cost_per_message=0.001), FailureReason.BUDGET_COST),
+        (Budget(steps_per_message=1), FailureReason.BUDGET_STEPS),
+    ],
+)
 def test_per_message_budgets(budget, reason):
     llm = ScriptedLLM([call("lookup_order", order_id=5), ANSWER], cost_per_1k_tokens=1.0)
     result, _, _ = run(desk_class(ToolLog(), budget=budget), llm)
@@ -190,18 +236,29 @@ def test_per_message_budgets(budget, reason):
     assert "budget exceeded" in result.error
 
 
-@pytest.mark.parametrize(("budget", "reason"), [
-    (Budget(tokens_per_window=400, window_seconds=60), FailureReason.BUDGET_TOKENS),
-    (Budget(cost_per_window=0.4, window_seconds=60), FailureReason.BUDGET_COST),
-    (Budget(steps_per_window=3, window_seconds=60), FailureReason.BUDGET_STEPS),
-])
+@pytest.mark.parametrize(
+    ("budget", "reason"),
+    [
+        (Budget(tokens_per_window=400, window_seconds=60), FailureReason.BUDGET_TOKENS),
+        (Budget(cost_per_window=0.4, window_seconds=60), FailureReason.BUDGET_COST),
+        (Budget(steps_per_window=3, window_seconds=60), FailureReason.BUDGET_STEPS),
+    ],
+)
 def test_per_window_budgets_span_messages_and_reset_when_the_window_passes(budget, reason):
     now = [0.0]
     ledger = BudgetLedger(clock=lambda: now[0])
-    llm = ScriptedLLM([{"content": ANSWER, "usage": {"prompt_tokens": 100, "completion_tokens": 50,
-                                                      "cost_usd": 0.15}}])
+    llm = ScriptedLLM(
+        [
+            {
+                "content": ANSWER,
+                "usage": {"prompt_tokens": 100, "completion_tokens": 50, "cost_usd": 0.15},
+            }
+        ]
+    )
     cls = desk_class(ToolLog(), budget=budget)
-    tree = Supervisor("root", children=[ChildSpec("desk", cls, kwargs={"llm": llm, "ledger": ledger})])
+    tree = Supervisor(
+        "root", children=[ChildSpec("desk", cls, kwargs={"llm": llm, "ledger": ledger})]
+    )
     with start(tree) as system:
         statuses = [system.ask("root/desk", TICKET, timeout=10.0) for _ in range(5)]
         assert statuses[0].status is ExecutionStatus.SUCCESS
@@ -228,7 +285,11 @@ def test_llm_errors_are_typed_failures_not_crashes():
 def test_every_state_is_reachable_and_each_transition_is_an_event():
     seen: set[str] = set()
     scripts = [
-        [call("lookup_order", order_id=1), '{"action": "bad"}', ANSWER],  # awaiting_tool, retrying, completed
+        [
+            call("lookup_order", order_id=1),
+            '{"action": "bad"}',
+            ANSWER,
+        ],  # awaiting_tool, retrying, completed
         [LLMTimeoutError("slow")],  # timeout
         [call("lookup_order", order_id=13)],  # failed
     ]
@@ -249,25 +310,33 @@ def test_async_handler_overrunning_its_deadline_is_really_cancelled():
     chaos = ChaosLLM(ScriptedLLM([ANSWER]), rates={"hang": 1.0}, seed=1)
     clock = FakeClock()
     cls = desk_class(ToolLog(), use_async=True)
-    tree = Supervisor("root", children=[
-        ChildSpec("desk", cls, kwargs={"llm": chaos}, message_timeout=5.0, fallback=Human)])
-    with capture_events() as events, start(tree, clock=clock) as system:
-        pending = system.ask_future("root/desk", TICKET, timeout=60.0)
-        events.wait_for("agent_state_changed", new="processing")
-        clock.advance(6.0)
-        result = pending.result()
-        assert result.fallback_used
-        assert result.reason is FailureReason.DEADLINE
-        events.wait_for("agent_state_changed", new="timeout")  # the coroutine saw CancelledError
-        events.wait_for("child_started", path="root/desk", count=2)
-        health = system.health().actors["root/desk"]
-        assert health.abandoned == 0  # its thread was freed, not abandoned
-    chaos.release()
+    tree = Supervisor(
+        "root",
+        children=[
+            ChildSpec("desk", cls, kwargs={"llm": chaos}, message_timeout=5.0, fallback=Human)
+        ],
+    )
+    try:
+        with capture_events() as events, start(tree, clock=clock) as system:
+            pending = system.ask_future("root/desk", TICKET, timeout=60.0)
+            events.wait_for("agent_state_changed", new="processing")
+            clock.advance(6.0)
+            result = pending.result()
+            assert result.fallback_used
+            assert result.reason is FailureReason.DEADLINE
+            events.wait_for("agent_state_changed", new="timeout")  # the coroutine saw CancelledError
+            events.wait_for("child_started", path="root/desk", count=2)
+            # its thread is freed by the cancellation (not left running in the background)
+            wait_until(lambda: system.health().actors["root/desk"].abandoned == 0)
+    finally:
+        chaos.release()
 
 
 def test_tool_events_and_refusals_carry_the_trace():
     llm = ScriptedLLM([call("nope"), call("lookup_order", order_id=2), ANSWER])
-    tree = Supervisor("root", children=[ChildSpec("desk", desk_class(ToolLog()), kwargs={"llm": llm})])
+    tree = Supervisor(
+        "root", children=[ChildSpec("desk", desk_class(ToolLog()), kwargs={"llm": llm})]
+    )
     with capture_events() as events, start(tree) as system:
         system.ask("root/desk", TICKET, timeout=10.0, trace_id="t-tools")
     assert events.matching("tool_call_refused")[0]["trace_id"] == "t-tools"

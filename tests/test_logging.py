@@ -34,11 +34,14 @@ class Hop(Agent):
 
 
 def chain_tree() -> Supervisor:
-    return Supervisor("root", children=[
-        ChildSpec("a", Hop, kwargs={"next_path": "root/b"}),
-        ChildSpec("b", Hop, kwargs={"next_path": "root/c"}),
-        ChildSpec("c", Hop),
-    ])
+    return Supervisor(
+        "root",
+        children=[
+            ChildSpec("a", Hop, kwargs={"next_path": "root/b"}),
+            ChildSpec("b", Hop, kwargs={"next_path": "root/c"}),
+            ChildSpec("c", Hop),
+        ],
+    )
 
 
 @pytest.fixture
@@ -93,17 +96,36 @@ def test_lifecycle_events_carry_the_standard_keys_in_json(json_logs):
 def test_secrets_in_payloads_headers_and_exceptions_never_reach_the_logs(json_logs):
     class Leaky(Agent):
         def handle(self, message: Any) -> Any:
-            log.info("calling_api", headers={"Authorization": "Bearer abc.def.ghi-123456"},
-                     payload=message)
-            raise RuntimeError("upstream refused key sk-live-ABCDEFGHIJKLMNOPQRSTUVWX password=hunter22")
+            log.info(
+                "calling_api",
+                headers={"Authorization": "Bearer abc.def.ghi-123456"},
+                payload=message,
+            )
+            raise RuntimeError(
+                "upstream refused key sk-live-ABCDEFGHIJKLMNOPQRSTUVWX password=hunter22"
+            )
 
     add_sensitive_fields(["customer_ssn"])
     with start(Supervisor("root", children=[ChildSpec("leaky", Leaky)])) as system:
-        result = system.ask("root/leaky", {"user": "ann", "api_key": "k-123", "customer_ssn": "078-05-1120",
-                                           "nested": [{"password": "swordfish"}]}, timeout=5.0)
+        result = system.ask(
+            "root/leaky",
+            {
+                "user": "ann",
+                "api_key": "k-123",
+                "customer_ssn": "078-05-1120",
+                "nested": [{"password": "swordfish"}],
+            },
+            timeout=5.0,
+        )
     text = json_logs.getvalue()
-    for secret in ("abc.def.ghi-123456", "sk-live-ABCDEFGHIJKLMNOPQRSTUVWX", "hunter22", "k-123",
-                   "078-05-1120", "swordfish"):
+    for secret in (
+        "abc.def.ghi-123456",
+        "sk-live-ABCDEFGHIJKLMNOPQRSTUVWX",
+        "hunter22",
+        "k-123",
+        "078-05-1120",
+        "swordfish",
+    ):
         assert secret not in text
         assert secret not in (result.error or "")
     call = next(e for e in lines(json_logs) if e["event"] == "calling_api")
@@ -128,7 +150,10 @@ def test_redact_walks_nested_structures_and_models():
         client_secret: str
         name: str
 
-    value = {"list": [("Bearer abcdefghijkl", {"x-api-key": "zzz"})], "model": Creds(client_secret="s3", name="n")}
+    value = {
+        "list": [("Bearer abcdefghijkl", {"x-api-key": "zzz"})],
+        "model": Creds(client_secret="s3", name="n"),
+    }
     out = redact(value)
     assert out["list"][0][0] == "Bearer ***"
     assert out["list"][0][1]["x-api-key"] == "***"
@@ -169,7 +194,10 @@ def test_opentelemetry_span_per_message_parented_across_agents():
     provider = TracerProvider()
     provider.add_span_processor(SimpleSpanProcessor(exporter))
     tracer = provider.get_tracer("test")
-    with start(chain_tree(), tracing=provider) as system, tracer.start_as_current_span("request") as root:
+    with (
+        start(chain_tree(), tracing=provider) as system,
+        tracer.start_as_current_span("request") as root,
+    ):
         system.ask("root/a", {"ticket": 9}, timeout=5.0)
     spans = {s.name: s for s in exporter.get_finished_spans()}
     a, b, c = (spans[f"hivekeeper.handle root/{x}"] for x in "abc")

@@ -30,9 +30,12 @@ def test_overflow_reject_refuses_new_messages_at_once():
 
 def test_overflow_drop_oldest_answers_and_dead_letters_the_dropped_message():
     gate = Gate()
-    tree = Supervisor("root", children=[
-        ChildSpec("w", Blocking, args=(gate,), mailbox_size=2, overflow="drop_oldest"),
-    ])
+    tree = Supervisor(
+        "root",
+        children=[
+            ChildSpec("w", Blocking, args=(gate,), mailbox_size=2, overflow="drop_oldest"),
+        ],
+    )
     with start(tree) as system:
         busy = system.ask_future("root/w", "block", timeout=10.0)
         gate.wait_entered()
@@ -50,9 +53,12 @@ def test_overflow_drop_oldest_answers_and_dead_letters_the_dropped_message():
 
 def test_overflow_with_a_fallback_is_answered_by_the_fallback():
     gate = Gate()
-    tree = Supervisor("root", children=[
-        ChildSpec("w", Blocking, args=(gate,), mailbox_size=1, fallback=Human),
-    ])
+    tree = Supervisor(
+        "root",
+        children=[
+            ChildSpec("w", Blocking, args=(gate,), mailbox_size=1, fallback=Human),
+        ],
+    )
     with start(tree) as system:
         busy = system.ask_future("root/w", "block", timeout=10.0)
         gate.wait_entered()
@@ -79,9 +85,13 @@ class CrashTimes(Agent):
 
 def test_retries_redeliver_to_the_restarted_actor():
     seen: dict[Any, int] = {}
-    tree = Supervisor("root", strategy=OneForOne(max_restarts=10), children=[
-        ChildSpec("w", CrashTimes, args=(seen, 2), retries=2),
-    ])
+    tree = Supervisor(
+        "root",
+        strategy=OneForOne(max_restarts=10),
+        children=[
+            ChildSpec("w", CrashTimes, args=(seen, 2), retries=2),
+        ],
+    )
     with capture_events() as events, start(tree) as system:
         answer = system.ask("root/w", "job", timeout=10.0)
         assert answer.status is ExecutionStatus.SUCCESS
@@ -93,9 +103,13 @@ def test_retries_redeliver_to_the_restarted_actor():
 
 
 def test_a_message_that_crashes_every_attempt_is_quarantined_then_answered():
-    tree = Supervisor("root", strategy=OneForOne(max_restarts=10), children=[
-        ChildSpec("w", AlwaysCrash, retries=2, fallback=Human),
-    ])
+    tree = Supervisor(
+        "root",
+        strategy=OneForOne(max_restarts=10),
+        children=[
+            ChildSpec("w", AlwaysCrash, retries=2, fallback=Human),
+        ],
+    )
     with capture_events() as events, start(tree) as system:
         answer = system.ask("root/w", "poison pill", timeout=10.0)
         assert answer.fallback_used
@@ -117,10 +131,19 @@ def test_without_retries_a_crashing_message_is_not_quarantined():
 def test_retry_backoff_waits_on_the_clock():
     clock = FakeClock()
     seen: dict[Any, int] = {}
-    tree = Supervisor("root", strategy=OneForOne(max_restarts=10), children=[
-        ChildSpec("w", CrashTimes, args=(seen, 1), retries=1,
-                  backoff=Backoff(min_backoff=5.0, max_backoff=5.0, random_factor=0.0)),
-    ])
+    tree = Supervisor(
+        "root",
+        strategy=OneForOne(max_restarts=10),
+        children=[
+            ChildSpec(
+                "w",
+                CrashTimes,
+                args=(seen, 1),
+                retries=1,
+                backoff=Backoff(min_backoff=5.0, max_backoff=5.0, random_factor=0.0),
+            ),
+        ],
+    )
     with capture_events() as events, start(tree, clock=clock) as system:
         pending = system.ask_future("root/w", "job", timeout=100.0)
         events.wait_for("message_retrying", path="root/w")
@@ -132,7 +155,9 @@ def test_retry_backoff_waits_on_the_clock():
 
 def test_a_tell_that_nobody_can_handle_is_a_dead_letter():
     clock = FakeClock()
-    tree = Supervisor("root", strategy=OneForOne(max_restarts=0), children=[ChildSpec("w", AlwaysCrash)])
+    tree = Supervisor(
+        "root", strategy=OneForOne(max_restarts=0), children=[ChildSpec("w", AlwaysCrash)]
+    )
     with start(tree, clock=clock) as system:
         system.ask("root/w", "x", timeout=5.0)
         assert system.state == "failed"

@@ -17,15 +17,24 @@ from supervisor import ChildSpec, Supervisor, start
 from tests.llm_agents import Decision, LookupArgs, ManageArgs, Ticket
 
 json_values = st.recursive(
-    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False, allow_infinity=False)
+    st.none()
+    | st.booleans()
+    | st.integers()
+    | st.floats(allow_nan=False, allow_infinity=False)
     | st.text(max_size=12),
-    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=8), inner, max_size=4),
+    lambda inner: (
+        st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=8), inner, max_size=4)
+    ),
     max_leaves=8,
 )
 near_valid_manage = st.fixed_dictionaries(
     {"action": st.sampled_from(["close", "delete", "reply", "nuke", None, 5, ""])},
-    optional={"target": st.one_of(st.none(), st.just(""), st.text(max_size=5), st.integers(), st.lists(st.text())),
-              "note": json_values},
+    optional={
+        "target": st.one_of(
+            st.none(), st.just(""), st.text(max_size=5), st.integers(), st.lists(st.text())
+        ),
+        "note": json_values,
+    },
 )
 arguments = st.one_of(
     near_valid_manage,
@@ -35,7 +44,9 @@ arguments = st.one_of(
     json_values.map(json.dumps),
 )
 tool_names = st.one_of(st.sampled_from(["manage_ticket", "lookup_order"]), st.text(max_size=12))
-tool_calls = st.builds(ToolCall, id=st.text(min_size=1, max_size=6), name=tool_names, arguments=arguments)
+tool_calls = st.builds(
+    ToolCall, id=st.text(min_size=1, max_size=6), name=tool_names, arguments=arguments
+)
 
 
 class Violations:
@@ -60,7 +71,13 @@ def guarded_tools(v: Violations) -> tuple[Tool, ...]:
         return "ok"
 
     return (
-        Tool("manage_ticket", manage, ManageArgs, dangerous=lambda a: a.action == "delete", on_dangerous="allow"),
+        Tool(
+            "manage_ticket",
+            manage,
+            ManageArgs,
+            dangerous=lambda a: a.action == "delete",
+            on_dangerous="allow",
+        ),
         Tool("lookup_order", lookup, LookupArgs),
     )
 
@@ -81,16 +98,22 @@ def test_the_guard_never_approves_an_invalid_call(tc: ToolCall) -> None:
 replies = st.one_of(
     st.text(max_size=40),
     json_values.map(json.dumps),
-    st.builds(lambda a, r: json.dumps({"action": a, "reply": r}),
-              st.sampled_from(["respond", "route_to_human", "close_ticket", "explode"]), st.text(max_size=10)),
+    st.builds(
+        lambda a, r: json.dumps({"action": a, "reply": r}),
+        st.sampled_from(["respond", "route_to_human", "close_ticket", "explode"]),
+        st.text(max_size=10),
+    ),
     st.lists(tool_calls, min_size=1, max_size=3).map(
-        lambda calls: {"tool_calls": [c.model_dump() for c in calls]}),
+        lambda calls: {"tool_calls": [c.model_dump() for c in calls]}
+    ),
 )
 
 
 @given(st.lists(replies, min_size=1, max_size=12))
 @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-def test_arbitrary_model_outputs_never_execute_invalid_calls_or_crash_the_supervisor(script: list[Any]) -> None:
+def test_arbitrary_model_outputs_never_execute_invalid_calls_or_crash_the_supervisor(
+    script: list[Any],
+) -> None:
     v = Violations()
 
     class Desk(LLMAgent):
@@ -99,7 +122,9 @@ def test_arbitrary_model_outputs_never_execute_invalid_calls_or_crash_the_superv
         tools = guarded_tools(v)
         use_async = False
 
-    tree = Supervisor("root", children=[ChildSpec("desk", Desk, kwargs={"llm": ScriptedLLM(script)})])
+    tree = Supervisor(
+        "root", children=[ChildSpec("desk", Desk, kwargs={"llm": ScriptedLLM(script)})]
+    )
     with start(tree) as system:
         for _ in range(3):
             result = system.ask("root/desk", {"id": 1, "text": "help"}, timeout=10.0)

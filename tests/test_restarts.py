@@ -38,9 +38,15 @@ def test_crash_answers_failure_and_the_replacement_is_a_fresh_instance():
     ],
 )
 def test_strategies_restart_the_right_siblings(strategy, restarted):
-    tree = Supervisor("root", strategy=strategy, children=[
-        ChildSpec("a", Crashy), ChildSpec("b", Crashy), ChildSpec("c", Crashy),
-    ])
+    tree = Supervisor(
+        "root",
+        strategy=strategy,
+        children=[
+            ChildSpec("a", Crashy),
+            ChildSpec("b", Crashy),
+            ChildSpec("c", Crashy),
+        ],
+    )
     with capture_events() as events, start(tree) as system:
         before = {k: instance_of(system, f"root/{k}") for k in "abc"}
         assert system.ask("root/b", "boom", timeout=5.0).status is ExecutionStatus.FAILURE
@@ -52,9 +58,11 @@ def test_strategies_restart_the_right_siblings(strategy, restarted):
 
 def test_one_for_all_stops_siblings_in_reverse_and_restarts_in_order():
     journal: list[str] = []
-    tree = Supervisor("root", strategy=OneForAll(), children=[
-        ChildSpec(n, Lifecycle, args=(journal, n)) for n in ("a", "b", "c")
-    ])
+    tree = Supervisor(
+        "root",
+        strategy=OneForAll(),
+        children=[ChildSpec(n, Lifecycle, args=(journal, n)) for n in ("a", "b", "c")],
+    )
     with capture_events() as events, start(tree) as system:
         journal.clear()
         system.ask("root/b", "boom", timeout=5.0)
@@ -64,9 +72,14 @@ def test_one_for_all_stops_siblings_in_reverse_and_restarts_in_order():
 
 def test_sibling_being_restarted_finishes_its_current_message_and_keeps_its_queue():
     gate = Gate()
-    tree = Supervisor("root", strategy=OneForAll(), children=[
-        ChildSpec("crashy", Crashy), ChildSpec("busy", Blocking, args=(gate,)),
-    ])
+    tree = Supervisor(
+        "root",
+        strategy=OneForAll(),
+        children=[
+            ChildSpec("crashy", Crashy),
+            ChildSpec("busy", Blocking, args=(gate,)),
+        ],
+    )
     with capture_events() as events, start(tree) as system:
         first = system.ask_future("root/busy", "block", timeout=10.0)
         gate.wait_entered()
@@ -101,7 +114,10 @@ def test_queued_messages_survive_a_crash_and_go_to_the_replacement():
 
 
 def test_tell_crash_is_let_crash_too():
-    with capture_events() as events, start(Supervisor("root", children=[ChildSpec("c", Counter)])) as system:
+    with (
+        capture_events() as events,
+        start(Supervisor("root", children=[ChildSpec("c", Counter)])) as system,
+    ):
         system.tell("root/c", "boom")
         events.wait_for("child_started", path="root/c", count=2)
         assert system.health().actors["root/c"].restarts == 1
@@ -109,10 +125,13 @@ def test_tell_crash_is_let_crash_too():
 
 def test_transient_child_stopping_normally_is_not_restarted():
     journal: list[str] = []
-    tree = Supervisor("root", children=[
-        ChildSpec("t", Lifecycle, args=(journal, "t"), restart="transient"),
-        ChildSpec("p", Lifecycle, args=(journal, "p"), restart="permanent"),
-    ])
+    tree = Supervisor(
+        "root",
+        children=[
+            ChildSpec("t", Lifecycle, args=(journal, "t"), restart="transient"),
+            ChildSpec("p", Lifecycle, args=(journal, "p"), restart="permanent"),
+        ],
+    )
     with capture_events() as events, start(tree) as system:
         assert system.ask("root/t", "quit", timeout=5.0).data == "t"
         events.wait_for("child_exited", path="root/t")
@@ -131,7 +150,9 @@ def test_transient_child_stopping_normally_is_not_restarted():
 
 def test_temporary_child_is_removed_after_crashing_and_its_queue_is_answered():
     gate = Gate()
-    tree = Supervisor("root", children=[ChildSpec("tmp", Blocking, args=(gate,), restart="temporary")])
+    tree = Supervisor(
+        "root", children=[ChildSpec("tmp", Blocking, args=(gate,), restart="temporary")]
+    )
     with capture_events() as events, start(tree) as system:
         doomed = system.ask_future("root/tmp", "block-crash", timeout=10.0)
         gate.wait_entered()
@@ -150,14 +171,26 @@ def test_temporary_child_is_removed_after_crashing_and_its_queue_is_answered():
 
 def test_budget_exhaustion_escalates_through_two_levels_to_a_failed_root():
     clock = FakeClock()
-    tree = Supervisor("root", strategy=OneForOne(max_restarts=1, within_seconds=60), children=[
-        ChildSpec("healthy", Echo),
-        Supervisor("mid", strategy=OneForOne(max_restarts=1, within_seconds=60), children=[
-            Supervisor("leafsup", strategy=OneForOne(max_restarts=2, within_seconds=60), children=[
-                ChildSpec("bad", AlwaysCrash),
-            ]),
-        ]),
-    ])
+    tree = Supervisor(
+        "root",
+        strategy=OneForOne(max_restarts=1, within_seconds=60),
+        children=[
+            ChildSpec("healthy", Echo),
+            Supervisor(
+                "mid",
+                strategy=OneForOne(max_restarts=1, within_seconds=60),
+                children=[
+                    Supervisor(
+                        "leafsup",
+                        strategy=OneForOne(max_restarts=2, within_seconds=60),
+                        children=[
+                            ChildSpec("bad", AlwaysCrash),
+                        ],
+                    ),
+                ],
+            ),
+        ],
+    )
     with capture_events() as events, start(tree, clock=clock) as system:
         # leafsup allows 2 restarts, the 3rd escalates to mid; mid restarts leafsup once (fresh
         # budget), the next escalation exhausts mid, which escalates to root; root restarts mid
@@ -188,9 +221,13 @@ def test_budget_exhaustion_escalates_through_two_levels_to_a_failed_root():
 
 def test_budget_window_slides_with_the_fake_clock():
     clock = FakeClock()
-    tree = Supervisor("root", strategy=OneForOne(max_restarts=2, within_seconds=5.0), children=[
-        ChildSpec("c", Counter),
-    ])
+    tree = Supervisor(
+        "root",
+        strategy=OneForOne(max_restarts=2, within_seconds=5.0),
+        children=[
+            ChildSpec("c", Counter),
+        ],
+    )
     with start(tree, clock=clock) as system:
         for _ in range(2):
             system.ask("root/c", "boom", timeout=5.0)
@@ -205,11 +242,19 @@ def test_budget_window_slides_with_the_fake_clock():
 
 def test_subtree_restarted_by_its_parent_gets_a_fresh_budget():
     clock = FakeClock()
-    tree = Supervisor("root", strategy=OneForOne(max_restarts=5, within_seconds=60), children=[
-        Supervisor("sub", strategy=OneForOne(max_restarts=1, within_seconds=60), children=[
-            ChildSpec("c", Counter),
-        ]),
-    ])
+    tree = Supervisor(
+        "root",
+        strategy=OneForOne(max_restarts=5, within_seconds=60),
+        children=[
+            Supervisor(
+                "sub",
+                strategy=OneForOne(max_restarts=1, within_seconds=60),
+                children=[
+                    ChildSpec("c", Counter),
+                ],
+            ),
+        ],
+    )
     with capture_events() as events, start(tree, clock=clock) as system:
         system.ask("root/sub/c", "boom", timeout=5.0)
         system.ask("root/sub/c", "boom", timeout=5.0)  # exhausts sub -> root restarts sub
@@ -221,10 +266,14 @@ def test_subtree_restarted_by_its_parent_gets_a_fresh_budget():
 
 def test_root_failing_while_starting_raises_tree_start_error():
     journal: list[str] = []
-    tree = Supervisor("root", strategy=OneForOne(max_restarts=2), children=[
-        ChildSpec("ok", Lifecycle, args=(journal, "ok")),
-        ChildSpec("broken", Lifecycle, args=(journal, "broken", True)),
-    ])
+    tree = Supervisor(
+        "root",
+        strategy=OneForOne(max_restarts=2),
+        children=[
+            ChildSpec("ok", Lifecycle, args=(journal, "ok")),
+            ChildSpec("broken", Lifecycle, args=(journal, "broken", True)),
+        ],
+    )
     with pytest.raises(TreeStartError, match="restart budget exhausted"):
         start(tree, clock=FakeClock())
     assert journal[0] == "start:ok"
@@ -240,7 +289,9 @@ def test_crash_in_on_start_counts_as_a_crash_and_is_retried():
             if len(attempts) < 3:
                 raise RuntimeError("not yet")
 
-    with start(Supervisor("root", children=[ChildSpec("f", FlakyStart)]), clock=FakeClock()) as system:
+    with start(
+        Supervisor("root", children=[ChildSpec("f", FlakyStart)]), clock=FakeClock()
+    ) as system:
         assert system.ask("root/f", "hi", timeout=5.0).data == "hi"
         assert len(attempts) == 3
         assert system.health().actors["root/f"].restarts == 2

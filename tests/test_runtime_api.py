@@ -22,10 +22,16 @@ from tests.agents import Echo, Lifecycle
 
 
 def readme_tree() -> Supervisor:
-    return Supervisor("root", strategy=OneForOne(max_restarts=3, within_seconds=5.0), children=[
-        ChildSpec("echo", Echo),
-        Supervisor("team", strategy=RestForOne(), children=[ChildSpec("a", Echo), ChildSpec("b", Echo)]),
-    ])
+    return Supervisor(
+        "root",
+        strategy=OneForOne(max_restarts=3, within_seconds=5.0),
+        children=[
+            ChildSpec("echo", Echo),
+            Supervisor(
+                "team", strategy=RestForOne(), children=[ChildSpec("a", Echo), ChildSpec("b", Echo)]
+            ),
+        ],
+    )
 
 
 def test_readme_example():
@@ -39,7 +45,13 @@ def test_readme_example():
         system.tell("root/team/a", "fire and forget")
         assert system.ask("root/team/b", {"x": 1}, timeout=2.0).unwrap() == {"x": 1}
         health = system.health()
-        assert set(health.actors) >= {"root", "root/echo", "root/team", "root/team/a", "root/team/b"}
+        assert set(health.actors) >= {
+            "root",
+            "root/echo",
+            "root/team",
+            "root/team/a",
+            "root/team/b",
+        }
         assert health.state == "running"
         assert health.healthy
 
@@ -108,14 +120,20 @@ def test_start_rejects_things_that_are_not_trees():
 
 def test_children_start_in_order_and_stop_in_reverse():
     journal: list[str] = []
-    tree = Supervisor("root", children=[
-        ChildSpec("one", Lifecycle, args=(journal, "one")),
-        Supervisor("mid", children=[
-            ChildSpec("two", Lifecycle, args=(journal, "two")),
-            ChildSpec("three", Lifecycle, args=(journal, "three")),
-        ]),
-        ChildSpec("four", Lifecycle, kwargs={"journal": journal, "name": "four"}),
-    ])
+    tree = Supervisor(
+        "root",
+        children=[
+            ChildSpec("one", Lifecycle, args=(journal, "one")),
+            Supervisor(
+                "mid",
+                children=[
+                    ChildSpec("two", Lifecycle, args=(journal, "two")),
+                    ChildSpec("three", Lifecycle, args=(journal, "three")),
+                ],
+            ),
+            ChildSpec("four", Lifecycle, kwargs={"journal": journal, "name": "four"}),
+        ],
+    )
     with start(tree):
         assert journal == ["start:one", "start:two", "start:three", "start:four"]
     assert journal[4:] == ["stop:four", "stop:three", "stop:two", "stop:one"]
@@ -179,7 +197,10 @@ def test_input_model_validation_gives_invalid_input_without_crashing():
         def handle(self, message: Ticket) -> str:
             return f"{message.id}:{message.text}"
 
-    with capture_events() as events, start(Supervisor("root", children=[ChildSpec("desk", Desk)])) as system:
+    with (
+        capture_events() as events,
+        start(Supervisor("root", children=[ChildSpec("desk", Desk)])) as system,
+    ):
         bad = system.ask("root/desk", {"id": "x"}, timeout=2.0)
         assert bad.status is ExecutionStatus.INVALID_INPUT
         assert "id" in (bad.error or "")

@@ -63,8 +63,11 @@ def test_zero_restarts_means_first_failure_escalates():
     assert add_restart((), 0.0, 0, 5.0).exceeded
 
 
-@given(st.lists(st.floats(min_value=0, max_value=1000, allow_nan=False), max_size=50),
-       st.integers(min_value=0, max_value=10), st.floats(min_value=0.01, max_value=100))
+@given(
+    st.lists(st.floats(min_value=0, max_value=1000, allow_nan=False), max_size=50),
+    st.integers(min_value=0, max_value=10),
+    st.floats(min_value=0.01, max_value=100),
+)
 def test_intensity_history_only_keeps_window(times, max_restarts, within):
     history: tuple[float, ...] = ()
     for now in sorted(times):
@@ -138,8 +141,13 @@ def test_strategy_defaults_are_elixirs():
 
 @pytest.mark.parametrize(
     "kwargs",
-    [{"max_restarts": -1}, {"within_seconds": 0}, {"within_seconds": -2.0}, {"bogus": 1},
-     {"max_restarts": "many"}],
+    [
+        {"max_restarts": -1},
+        {"within_seconds": 0},
+        {"within_seconds": -2.0},
+        {"bogus": 1},
+        {"max_restarts": "many"},
+    ],
 )
 def test_bad_strategy_values_are_rejected(kwargs):
     with pytest.raises(ValidationError):

@@ -1,0 +1,39 @@
+# Everything runs from a local virtualenv made from pyproject.toml; only Python 3.11+ needed.
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+.PHONY: demo test lint unit bench soak clean
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+	$(BIN)/python -m pip install -q -e '.[dev]'
+	touch $(STAMP)
+
+## make demo: install, then run the support-desk demo (offline, no API key needed)
+demo: $(STAMP)
+	$(BIN)/hivekeeper demo
+
+## make test: install, then lint (ruff, mypy --strict) and run the whole test suite
+test: lint unit
+
+lint: $(STAMP)
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check supervisor actors strategies
+	$(BIN)/mypy
+
+unit: $(STAMP)
+	$(BIN)/python -m pytest -q
+
+## make bench: the benchmarks (run on a quiet machine; they print ratios vs raw pykka)
+bench: $(STAMP)
+	$(BIN)/python -m bench.run_all
+
+## make soak: the full chaos soak (100 agents, 100,000 asks)
+soak: $(STAMP)
+	$(BIN)/python -m bench.chaos_soak
+
+clean:
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .hypothesis artifacts

@@ -1,0 +1,106 @@
+"""Crash -> replacement ready: raw pykka's naive restart vs a hivekeeper one_for_one restart.
+
+Run: python -m bench.restart_latency     (env: REPEATS=5 K=300)
+Raw pykka (the anchor): a tell raises, on_failure notifies a "supervisor" thread that starts
+a new actor; time until the new actor's on_start has run. hivekeeper: a tell makes the agent
+crash; its supervisor actor restarts it; time until the new instance's on_start has run.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import queue
+import statistics
+import time
+from typing import Any
+
+import pykka
+
+from actors import Agent
+from bench._common import pct, quiet
+from strategies import OneForOne
+from supervisor import ChildSpec, Supervisor, start
+
+REPEATS = int(os.environ.get("REPEATS", "5"))
+K = int(os.environ.get("K", "300"))
+logging.getLogger("pykka").setLevel(logging.CRITICAL)
+ready: queue.Queue[tuple[str, float]] = queue.Queue()
+
+
+class RawCrashy(pykka.ThreadingActor):
+    def on_start(self) -> None:
+        ready.put(("ready", time.perf_counter()))
+
+    def on_failure(self, *exc: Any) -> None:
+        ready.put(("crashed", 0.0))
+
+    def on_receive(self, message: Any) -> Any:
+        raise RuntimeError("crash")
+
+
+def raw_restarts(k: int) -> list[float]:
+    ref = RawCrashy.start()
+    ready.get()
+    out = []
+    for _ in range(k):
+        t0 = time.perf_counter()
+        ref.tell("die")
+        kind, _ = ready.get()
+        assert kind == "crashed"
+        ref = RawCrashy.start()
+        kind, t_ready = ready.get()
+        out.append((t_ready - t0) * 1e6)
+    ref.stop()
+    return out
+
+
+class Crashy(Agent):
+    def __init__(self, q: queue.Queue[tuple[str, float]]) -> None:
+        self.q = q
+
+    def on_start(self) -> None:
+        self.q.put(("ready", time.perf_counter()))
+
+    def handle(self, message: Any) -> Any:
+        raise RuntimeError("crash")
+
+
+def hk_restarts(k: int) -> list[float]:
+    q: queue.Queue[tuple[str, float]] = queue.Queue()
+    tree = Supervisor(
+        "bench",
+        strategy=OneForOne(max_restarts=10 * k, within_seconds=1.0),
+        children=[ChildSpec("c", Crashy, args=(q,))],
+    )
+    out = []
+    with start(tree) as system:
+        q.get()
+        for _ in range(k):
+            t0 = time.perf_counter()
+            system.tell("bench/c", "die")
+            _, t_ready = q.get()
+            out.append((t_ready - t0) * 1e6)
+    return out
+
+
+def main() -> None:
+    quiet()
+    raw_restarts(50)
+    hk_restarts(50)
+    raw, hk = [], []
+    for _ in range(REPEATS):
+        r, h = raw_restarts(K), hk_restarts(K)
+        raw.append((pct(r, 0.5), pct(r, 0.99)))
+        hk.append((pct(h, 0.5), pct(h, 0.99)))
+    r50, r99 = statistics.median(x[0] for x in raw), statistics.median(x[1] for x in raw)
+    h50, h99 = statistics.median(x[0] for x in hk), statistics.median(x[1] for x in hk)
+    print(f"crash -> replacement ready, median of {REPEATS} x {K} restarts")
+    print(f"  raw pykka naive restart       p50 {r50:7.1f} us  p99 {r99:7.1f} us")
+    print(
+        f"  hivekeeper one_for_one        p50 {h50:7.1f} us  p99 {h99:7.1f} us   ratio p50 {h50 / r50:4.2f}x  p99 {h99 / r99:4.2f}x"
+    )
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,121 @@
+"""The hivekeeper command: every command on good and bad input, and a real `hivekeeper run`
+stopped with SIGINT."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import threading
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from supervisor.cli import app, main
+
+runner = CliRunner()
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def test_check_a_good_tree():
+    result = runner.invoke(app, ["check", "tests.cli_trees:small"])
+    assert result.exit_code == 0, result.output
+    assert "small/team/a" in result.output
+    assert "fallback=Human" in result.output
+    assert "ok: 2 supervisors, 3 agents, 1 fallbacks" in result.output
+
+
+def test_check_a_callable_that_returns_a_tree():
+    result = runner.invoke(app, ["check", "tests.cli_trees:make_small"])
+    assert result.exit_code == 0
+
+
+@pytest.mark.parametrize(
+    ("target", "message"),
+    [
+        ("tests.cli_trees:broken", "duplicate child ids ['x']"),
+        ("tests.cli_trees:not_a_tree", "is a dict, not a supervisor.Supervisor tree"),
+        ("tests.cli_trees:missing", "has no attribute 'missing'"),
+        ("tests.no_such_module:tree", "cannot import 'tests.no_such_module'"),
+        ("just_a_module", "expected MODULE:TREE"),
+    ],
+)
+def test_bad_trees_get_one_line_errors_and_exit_2(capsys, target, message):
+    assert main(["check", target]) == 2
+    err = capsys.readouterr().err
+    assert message in err
+    assert err.count("\n") == 1
+    assert "Traceback" not in err
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [["bogus"], ["demo", "--tickets", "zero"], ["run"], ["status"], ["demo", "--concurrency", "0"]],
+)
+def test_bad_arguments_get_one_line_errors(capsys, argv):
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: ")
+    assert "Traceback" not in err
+
+
+def test_status_and_tree_of_an_unreachable_endpoint_exit_2(capsys):
+    assert main(["status", "http://127.0.0.1:9"]) == 2
+    assert "cannot reach" in capsys.readouterr().err
+    assert main(["tree", "http://127.0.0.1:9"]) == 2
+
+
+def test_run_for_a_while_then_summary():
+    result = runner.invoke(
+        app, ["run", "tests.cli_trees:small", "--for", "0.3", "--refresh", "0.1"]
+    )
+    assert result.exit_code == 0, result.output
+    assert "started small with 4 agents" in result.output
+    assert "stopped small" in result.output
+
+
+def test_demo_runs_offline():
+    result = runner.invoke(app, ["demo", "--tickets", "12", "--concurrency", "3", "--offline"])
+    assert result.exit_code == 0, result.output
+    assert "12 tickets in" in result.output
+    assert "answered by agents" in result.output
+
+
+def test_hivekeeper_run_in_a_real_process_stops_cleanly_on_sigint():
+    exe = Path(sys.executable).with_name("hivekeeper")
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    proc = subprocess.Popen(
+        [str(exe), "run", "tests.cli_trees:small", "--refresh", "0.1"],
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        env=env,
+    )
+    assert proc.stdout is not None
+    started = threading.Event()
+    lines: list[str] = []
+
+    def read() -> None:
+        for line in proc.stdout:  # type: ignore[union-attr]
+            lines.append(line)
+            if "Ctrl-C to stop" in line:
+                started.set()
+
+    reader = threading.Thread(target=read)
+    reader.start()
+    try:
+        assert started.wait(30), "".join(lines)
+        proc.send_signal(signal.SIGINT)
+        assert proc.wait(30) == 0, "".join(lines)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait(10)
+        reader.join(10)
+    output = "".join(lines)
+    assert "stopping: children in reverse order" in output
+    assert "stopped small" in output
+    assert "Traceback" not in output
