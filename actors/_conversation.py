@@ -10,6 +10,7 @@ logic exists once and both kinds of clients get identical behaviour.
 
 from __future__ import annotations
 
+import functools
 import json
 from collections.abc import Callable, Generator
 from dataclasses import dataclass
@@ -282,7 +283,9 @@ def converse(
     return _Conversation(messages, guard, limits, states, ledger, ctx, check).run()
 
 
+@functools.cache
 def output_instructions(model: type[BaseModel] | None) -> str:
+    """The format instructions for an output model (its JSON schema), made once per model."""
     if model is None:
         return ""
     schema = json.dumps(model.model_json_schema(), sort_keys=True)

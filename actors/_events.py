@@ -35,8 +35,31 @@ def remove_sink(sink: EventSink) -> None:
         _sinks = tuple(s for s in _sinks if s is not sink)
 
 
+_LEVELS = {"debug": 10, "info": 20, "warning": 30, "error": 40, "critical": 50}
+_enabled: dict[tuple[type, str], bool] = {}
+
+
+def _logged(level: str) -> bool:
+    """Would the configured structlog wrapper log this level? (Cached per wrapper class:
+    a filtering logger's levels are fixed by its class.)"""
+    wrapper = structlog.get_config()["wrapper_class"]
+    key = (wrapper, level)
+    verdict = _enabled.get(key)
+    if verdict is None:
+        check = getattr(wrapper, "is_enabled_for", None)
+        try:
+            verdict = bool(check(None, _LEVELS.get(level, 20))) if check is not None else True
+        except Exception:  # noqa: BLE001 - a wrapper we do not know: assume it logs
+            verdict = True
+        _enabled[key] = verdict
+    return verdict
+
+
 def emit(event: str, *, level: str = "info", **fields: Any) -> None:
-    """Log one event (secrets masked) and hand it to the registered sinks."""
+    """Log one event (secrets masked) and hand it to the registered sinks. Costs next to
+    nothing when no sink listens and the logger filters the level out."""
+    if not _sinks and not _logged(level):
+        return
     fields = redact(fields)
     for sink in _sinks:
         try:
