@@ -49,7 +49,7 @@ def _logged(level: str) -> bool:
         check = getattr(wrapper, "is_enabled_for", None)
         try:
             verdict = bool(check(None, _LEVELS.get(level, 20))) if check is not None else True
-        except Exception:  # noqa: BLE001 - a wrapper we do not know: assume it logs
+        except Exception:
             verdict = True
         _enabled[key] = verdict
     return verdict
