@@ -209,7 +209,7 @@ class _Conversation:
             self.states.to(AgentState.AWAITING_TOOL, call.name)
             try:
                 output = yield RunTool(verdict)
-            except Exception as exc:  # a tool failure ends the message cleanly
+            except Exception as exc:  # noqa: BLE001 - a tool failure ends the message cleanly
                 failure = f"{type(exc).__name__}: {exc}"
                 _event(self.ctx, "tool_call_failed", "warning", tool=call.name, reason=failure)
                 error = f"tool {call.name} failed: {failure}"

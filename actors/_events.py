@@ -49,7 +49,7 @@ def _logged(level: str) -> bool:
         check = getattr(wrapper, "is_enabled_for", None)
         try:
             verdict = bool(check(None, _LEVELS.get(level, 20))) if check is not None else True
-        except Exception:
+        except Exception:  # noqa: BLE001 - a wrapper we do not know: assume it logs
             verdict = True
         _enabled[key] = verdict
     return verdict
@@ -64,11 +64,11 @@ def emit(event: str, *, level: str = "info", **fields: Any) -> None:
     for sink in _sinks:
         try:
             sink({"event": event, "level": level, **fields})
-        except Exception:
+        except Exception:  # noqa: BLE001 - a broken sink must not break the caller
             _dropped.add()
     try:
         getattr(_logger, level)(event, **fields)
-    except Exception:
+    except Exception:  # noqa: BLE001 - nor may logging (a closed stream, a bad processor)
         _dropped.add()
 
 

@@ -154,7 +154,7 @@ class LLMAgent(Agent):
             output = approved.tool.func(approved.args)
             if inspect.isawaitable(output):
                 output = asyncio.run(_await(output))
-        except Exception as exc:
+        except Exception as exc:  # noqa: BLE001 - reported to the machine as a tool failure
             return machine.throw(exc)
         return machine.send(output)
 
@@ -180,7 +180,7 @@ class LLMAgent(Agent):
                             output = await asyncio.to_thread(approved.tool.func, approved.args)
                     except asyncio.CancelledError:
                         raise
-                    except Exception as exc:
+                    except Exception as exc:  # noqa: BLE001 - reported to the machine as a tool failure
                         step = machine.throw(exc)
                         continue
                     step = machine.send(output)

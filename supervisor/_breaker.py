@@ -161,7 +161,7 @@ class SlotBreaker:
             self._cb.call(_fail, exc)
         except CircuitBreakerError:
             pass
-        except Exception:
+        except Exception:  # noqa: BLE001 - aiobreaker re-raises the failure itself
             pass
         if counted:
             self.failures_total += 1

@@ -171,7 +171,7 @@ class ThreadHost(pykka.ThreadingActor):
                 raise TypeError(msg)
             agent.attach_context(HostContext(self))
             agent.on_start()
-        except BaseException as exc:
+        except BaseException as exc:  # noqa: BLE001 - nothing may escape into pykka
             self.crashed = True
             slot.detach(self)
             slot.stats.failed("start", describe(exc))
@@ -195,7 +195,7 @@ class ThreadHost(pykka.ThreadingActor):
         if orderly and self.agent is not None:
             try:
                 self.agent.on_stop()
-            except BaseException as exc:
+            except BaseException as exc:  # noqa: BLE001 - a failing on_stop hook is recorded, not raised
                 self.slot.stats.failed("stop", describe(exc))
         with self.slot.lock:
             self.finished = True
@@ -252,7 +252,7 @@ class ThreadHost(pykka.ThreadingActor):
             else:
                 with tracing.span(env, slot.path):
                     outcome = self._invoke(env)
-        except BaseException as exc:
+        except BaseException as exc:  # noqa: BLE001 - let it crash, but only this actor
             current_message.reset(token)
             if self.hung or self.abandoned:
                 with slot.lock:
@@ -405,7 +405,7 @@ class ThreadHost(pykka.ThreadingActor):
         if self.agent is not None:
             try:
                 self.agent.on_stop()
-            except BaseException as exc:
+            except BaseException as exc:  # noqa: BLE001 - a failing on_stop hook is recorded, not raised
                 slot.stats.failed("stop", describe(exc))
         self._report(Exited(slot, self.gen, ExitKind.NORMAL, None, "agent stopped itself"))
         self.stop()

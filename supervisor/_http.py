@@ -149,7 +149,7 @@ class _Handler(BaseHTTPRequestHandler):
             else:
                 status, ctype = HTTPStatus.NOT_FOUND, _JSON
                 body = _json_body({"error": "not found", "path": url.path})
-        except Exception:
+        except Exception:  # noqa: BLE001 - a failing request must not kill the server thread
             _log.exception("http_handler_failed", path=url.path)
             status, ctype = HTTPStatus.INTERNAL_SERVER_ERROR, _JSON
             body = _json_body({"error": "internal error"})

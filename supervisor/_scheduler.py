@@ -75,5 +75,5 @@ class Scheduler:
                 timer = heapq.heappop(self._heap)
             try:
                 timer.callback()
-            except Exception as exc:  # a timer callback must never kill the timer thread
+            except Exception as exc:  # noqa: BLE001 - a timer callback must never kill the timer thread
                 emit("timer_callback_failed", reason=repr(exc), level="error")

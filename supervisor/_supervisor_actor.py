@@ -119,7 +119,7 @@ class SupervisorActor(pykka.ThreadingActor):
     def on_receive(self, message: Any) -> Any:
         try:
             self._receive(message)
-        except Exception as exc:
+        except Exception as exc:  # noqa: BLE001 - a supervisor never dies silently
             self._internal_error(exc)
         return None
 
@@ -142,7 +142,7 @@ class SupervisorActor(pykka.ThreadingActor):
             self._terminate("escalate", reason)
             self.purpose = "escalate"
             self._reconcile()
-        except Exception:
+        except Exception:  # noqa: BLE001 - last resort: report and stop
             self.mode = "dead"
             self.node.state = "down"
             self.node.report(Exited(self.node, self.gen, ExitKind.ESCALATED, None, reason))
@@ -367,7 +367,7 @@ class SupervisorActor(pykka.ThreadingActor):
             return
         try:
             node = self.tree.add_child(self.node, msg.spec)
-        except Exception as exc:
+        except Exception as exc:  # noqa: BLE001 - reported to the caller, never crashes us
             msg.future.set_exception(exc)
             return
         rec = _Child(node)

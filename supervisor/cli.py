@@ -263,7 +263,7 @@ def main(argv: list[str] | None = None) -> int:
         return 130
     except typer.Exit as exc:
         return int(exc.exit_code)
-    except Exception as exc:
+    except Exception as exc:  # noqa: BLE001 - anything else: one line, never a traceback
         code = getattr(exc, "exit_code", None)
         if type(exc).__name__ == "NoArgsIsHelpError":
             return 0

@@ -324,7 +324,9 @@ def test_async_handler_overrunning_its_deadline_is_really_cancelled():
             result = pending.result()
             assert result.fallback_used
             assert result.reason is FailureReason.DEADLINE
-            events.wait_for("agent_state_changed", new="timeout")  # the coroutine saw CancelledError
+            events.wait_for(
+                "agent_state_changed", new="timeout"
+            )  # the coroutine saw CancelledError
             events.wait_for("child_started", path="root/desk", count=2)
             # its thread is freed by the cancellation (not left running in the background)
             wait_until(lambda: system.health().actors["root/desk"].abandoned == 0)

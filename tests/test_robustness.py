@@ -51,10 +51,13 @@ def test_a_supervisor_that_hits_a_bug_escalates_and_its_parent_restarts_it(monke
         original(self, *args)
 
     monkeypatch.setattr(SupervisorActor, "_plan", buggy_plan)
-    tree = Supervisor("root", children=[
-        ChildSpec("echo", Echo),
-        Supervisor("sub", children=[ChildSpec("c", Counter)]),
-    ])
+    tree = Supervisor(
+        "root",
+        children=[
+            ChildSpec("echo", Echo),
+            Supervisor("sub", children=[ChildSpec("c", Counter)]),
+        ],
+    )
     with capture_events() as events, start(tree) as system:
         system.ask("root/sub/c", "boom", timeout=5.0)
         crashed = events.wait_for("supervisor_crashed", path="root/sub")
