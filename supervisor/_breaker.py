@@ -89,6 +89,9 @@ class SlotBreaker:
         self._cb.add_listener(_Listener(self))
         self.opened_at: float | None = None
         self.trial: Envelope | None = None
+        # closed with no failure counted: a success then changes nothing, so the hot path
+        # may skip the lock (only written under the slot lock)
+        self.clean = True
         self.failures_total = 0
         self.opens_total = 0
 
@@ -105,6 +108,11 @@ class SlotBreaker:
         if self.state is not BreakerState.OPEN or self.opened_at is None:
             return None
         return max(0.0, self.opened_at + self.policy.reset_timeout - now)
+
+    def _refresh(self) -> None:
+        self.clean = (
+            self._cb.current_state is CircuitBreakerState.CLOSED and not self._cb.fail_counter
+        )
 
     def _changed(self, old: BreakerState, new: BreakerState) -> None:
         if new is BreakerState.OPEN:
@@ -130,6 +138,7 @@ class SlotBreaker:
                     f"next trial in {wait:.1f}s"
                 )
             self._cb.half_open()
+            self.clean = False
         trial = self.trial
         if trial is not None and not (
             trial.done or (trial.deadline is not None and now >= trial.deadline)
@@ -146,6 +155,7 @@ class SlotBreaker:
                 self._cb.call(_succeed)
         elif state is BreakerState.HALF_OPEN and self.trial is env:
             self._cb.call(_succeed)  # closes
+        self._refresh()
 
     def record_failure(self, env: Envelope, exc: BaseException) -> bool:
         """Count one failure; True when this failure opened the breaker."""
@@ -165,6 +175,7 @@ class SlotBreaker:
             pass
         if counted:
             self.failures_total += 1
+        self._refresh()
         return self.state is BreakerState.OPEN
 
     def release_trial(self, env: Envelope) -> None:

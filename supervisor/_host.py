@@ -17,7 +17,6 @@ Failure path, written plainly:
 from __future__ import annotations
 
 import contextlib
-import inspect
 import threading
 import time
 from typing import TYPE_CHECKING, Any
@@ -209,40 +208,22 @@ class ThreadHost(pykka.ThreadingActor):
 
     def _drain(self) -> None:
         slot = self.slot
-        clock = slot.runtime.clock
         while True:
-            env = slot.next_for(self)
+            env, arm_at = slot.take(self)
             if env is None:
                 return
-            now = clock.now()
-            if env.deadline is not None and now >= env.deadline:
-                if env.trial and slot.breaker is not None:
-                    with slot.lock:
-                        slot.breaker.release_trial(env)
-                slot.expired(env)
-                continue
-            if not self._handle(env, now):
+            if arm_at is not None:
+                slot.runtime.scheduler.call_at(arm_at, self.check_overrun)
+            if not self._handle(env):
                 return
             if self.stop_requested:
                 self._exit_normally()
                 return
 
-    def _handle(self, env: Envelope, now: float) -> bool:
-        """Run one message; False when this host must take no more messages."""
+    def _handle(self, env: Envelope) -> bool:
+        """Run one message (already made current by slot.take); False when this host must
+        take no more messages."""
         slot = self.slot
-        if env.stage < 0:
-            env.attempts += 1
-        env.started_at = now
-        timeout = slot.spec.message_timeout
-        arm_at: float | None = None
-        with slot.lock:
-            self.current = env
-            if timeout is not None:
-                self.current_deadline = now + timeout
-                if self.armed_at is None:
-                    self.armed_at = arm_at = self.current_deadline
-        if arm_at is not None:
-            slot.runtime.scheduler.call_at(arm_at, self.check_overrun)
         token = current_message.set(MessageContext(slot.path, slot.id, env.trace_id, env.msg_id))
         tracing = slot.runtime.tracing
         started = time.perf_counter()
@@ -295,7 +276,7 @@ class ThreadHost(pykka.ThreadingActor):
                     reason=FailureReason.INVALID_INPUT,
                 )
         result = agent.handle(message)
-        if inspect.isawaitable(result):
+        if hasattr(type(result), "__await__"):  # a coroutine (async def handle) or a future
             result = self.slot.runtime.run_async(result, self)
         return result
 
@@ -326,9 +307,10 @@ class ThreadHost(pykka.ThreadingActor):
                 trace_id=env.trace_id,
                 reason=env.first_reason if fallback else None,
             )
-        if slot.breaker is not None and result.status is ExecutionStatus.SUCCESS:
+        breaker = slot.breaker
+        if breaker is not None and not breaker.clean and result.status is ExecutionStatus.SUCCESS:
             with slot.lock:
-                slot.breaker.record_success(env)
+                breaker.record_success(env)
         if fallback:
             env.origin.stats.fallback_answers += 1
         finish(env, result)

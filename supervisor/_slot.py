@@ -235,15 +235,37 @@ class AgentSlot:
                 FailureReason.UNAVAILABLE,
             )
 
-    def next_for(self, host: ThreadHost) -> Envelope | None:
-        """The next message for `host`, or None when it is detached or the queue is empty."""
-        with self.lock:
-            if self.host is not host:
-                return None
-            if not self.queue:
-                self.wake_pending = False
-                return None
-            return self.queue.popleft()
+    def take(self, host: ThreadHost) -> tuple[Envelope | None, float | None]:
+        """The next message for `host`, made its current message, and the deadline at which
+        the watchdog must be armed (None: already armed, or no deadline). (None, None) when
+        the host is detached or the queue is empty. Messages whose ask deadline passed while
+        queued are dead-lettered here, not handled."""
+        clock = self.runtime.clock
+        timeout = self.spec.message_timeout
+        while True:
+            with self.lock:
+                if self.host is not host:
+                    return None, None
+                if not self.queue:
+                    self.wake_pending = False
+                    return None, None
+                env = self.queue.popleft()
+                now = clock.now()
+                deadline = env.deadline
+                if deadline is None or now < deadline:
+                    if env.stage < 0:
+                        env.attempts += 1
+                    env.started_at = now
+                    host.current = env
+                    arm_at = None
+                    if timeout is not None:
+                        host.current_deadline = now + timeout
+                        if host.armed_at is None:
+                            host.armed_at = arm_at = host.current_deadline
+                    return env, arm_at
+                if env.trial and self.breaker is not None:
+                    self.breaker.release_trial(env)
+            self.expired(env)
 
     def expired(self, env: Envelope) -> None:
         """env reached the head of the queue after its ask deadline: not processed."""

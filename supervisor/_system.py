@@ -42,6 +42,9 @@ if TYPE_CHECKING:
 __all__ = ["System", "start"]
 
 
+_ACCEPTING = frozenset({"starting", "running", "failed"})
+
+
 def _ambient_trace() -> str:
     """The trace of the message this thread is handling, else one bound with structlog's
     contextvars (e.g. by a web request), else a new one."""
@@ -308,11 +311,21 @@ class System:
         timeout: float | None,
         trace_id: str | None,
     ) -> tuple[Envelope | None, ExecutionResult | None]:
-        slot = self._slot(path)
-        seconds = self._timeout_of(parent, timeout)
-        chain = (*parent.chain, caller) if parent is not None and caller is not None else ()
-        trace = trace_id or (parent.trace_id if parent is not None else None) or _ambient_trace()
-        if path in chain:
+        slot = self._tree.slots.get(path) if self.state in _ACCEPTING else None
+        if slot is None:
+            slot = self._slot(path)  # raises the caller error
+        if parent is None:
+            if timeout is None:
+                seconds = self._runtime.default_timeout
+            else:
+                seconds = self._timeout_of(None, timeout)
+            chain: tuple[str, ...] = ()
+            trace = trace_id or _ambient_trace()
+        else:
+            seconds = self._timeout_of(parent, timeout)
+            chain = (*parent.chain, caller) if caller is not None else parent.chain
+            trace = trace_id or parent.trace_id
+        if chain and path in chain:
             cycle = " -> ".join((*chain, path))
             return None, ExecutionResult(
                 status=ExecutionStatus.TIMEOUT,
