@@ -6,7 +6,7 @@ a fake clock in microseconds.
 
 from ._backoff import Backoff, BackoffState, next_backoff
 from ._breaker_policy import BreakerPolicy
-from ._intensity import IntensityCheck, add_restart, restarts_in_window
+from ._intensity import IntensityCheck, RestartWindow, add_restart, restarts_in_window
 from ._restart_types import ExitKind, RestartType, should_restart
 from ._strategy import (
     ChildInfo,
@@ -31,6 +31,7 @@ __all__ = [
     "RestForOne",
     "RestartStrategy",
     "RestartType",
+    "RestartWindow",
     "add_restart",
     "next_backoff",
     "plan_exit",

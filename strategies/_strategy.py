@@ -10,7 +10,6 @@ from typing import ClassVar
 from pydantic import BaseModel, ConfigDict, Field
 
 from ._backoff import Backoff
-from ._intensity import add_restart
 from ._restart_types import ExitKind, RestartType, should_restart
 
 __all__ = [
@@ -85,8 +84,7 @@ class ExitPlan:
     restart: children to start afterwards, in declaration order (the exited child included).
     remove: children deleted from the supervisor (temporary ones; they are never restarted).
     escalate: the budget is exhausted; stop every child and report to the parent.
-    counted: this exit consumed one restart of the budget.
-    history: the restart window after this decision.
+    counted: this exit consumes one restart of the budget (record it in the window).
     """
 
     stop: tuple[str, ...] = ()
@@ -94,7 +92,6 @@ class ExitPlan:
     remove: tuple[str, ...] = ()
     escalate: bool = False
     counted: bool = False
-    history: tuple[float, ...] = ()
 
 
 def plan_exit(
@@ -102,28 +99,21 @@ def plan_exit(
     children: Sequence[ChildInfo],
     exited: str,
     exit_kind: ExitKind,
-    history: tuple[float, ...],
-    now: float,
+    recent_restarts: int,
 ) -> ExitPlan:
-    """Decide, without side effects, what follows the exit of child `exited` at time `now`."""
+    """Decide, without side effects, what follows the exit of child `exited`, given how many
+    restarts the supervisor's window already holds (RestartWindow.prune(now))."""
     by_id = {c.id: c for c in children}
     info = by_id[exited]
     if not should_restart(info.restart, exit_kind):
         gone: tuple[str, ...] = (exited,) if info.restart == "temporary" else ()
-        return ExitPlan(remove=gone, history=history)
-    check = add_restart(history, now, strategy.max_restarts, strategy.within_seconds)
+        return ExitPlan(remove=gone)
     ids = [c.id for c in children]
-    if check.exceeded:
+    if recent_restarts + 1 > strategy.max_restarts:
         others = tuple(reversed([i for i in ids if i != exited]))
-        return ExitPlan(stop=others, escalate=True, counted=True, history=check.history)
+        return ExitPlan(stop=others, escalate=True, counted=True)
     group = strategy.affected(ids, exited)
     siblings = [i for i in group if i != exited]
     remove: tuple[str, ...] = tuple(i for i in siblings if by_id[i].restart == "temporary")
     restart = tuple(i for i in group if i not in remove)
-    return ExitPlan(
-        stop=tuple(reversed(siblings)),
-        restart=restart,
-        remove=remove,
-        counted=True,
-        history=check.history,
-    )
+    return ExitPlan(stop=tuple(reversed(siblings)), restart=restart, remove=remove, counted=True)

@@ -376,7 +376,15 @@ class ThreadHost(pykka.ThreadingActor):
                 ExecutionStatus.REJECTED, "circuit opened", FailureReason.BREAKER_OPEN
             )
         self._report(Exited(slot, self.gen, ExitKind.CRASH, env, error))
-        self.stop()
+        self._end_loop()
+
+    def _end_loop(self) -> None:
+        """End this crashed host's thread as soon as the current pykka message returns,
+        without a stop message (no on_stop for a crashed instance, nothing to drain: the
+        slot owns the mailbox). Keeps the teardown off the supervisor's critical path."""
+        with self.slot.lock:
+            self.finished = True
+        self.actor_stopped.set()
 
     def _exit_normally(self) -> None:
         slot = self.slot

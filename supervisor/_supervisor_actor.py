@@ -26,9 +26,9 @@ from strategies import (
     BackoffState,
     ChildInfo,
     ExitKind,
+    RestartWindow,
     next_backoff,
     plan_exit,
-    restarts_in_window,
 )
 
 from ._events import emit
@@ -98,7 +98,7 @@ class SupervisorActor(pykka.ThreadingActor):
         self.runtime = tree.runtime
         self.clock = tree.runtime.clock
         self.strategy = node.spec.strategy
-        self.history: tuple[float, ...] = ()
+        self.window = RestartWindow(self.strategy.within_seconds)
         self.mode = "starting"  # starting | running | terminating | dead
         self.purpose = "shutdown"
         self.reason: str | None = None
@@ -241,9 +241,9 @@ class SupervisorActor(pykka.ThreadingActor):
     def _plan(self, rec: _Child, kind: ExitKind, error: str | None) -> None:
         now = self.clock.now()
         infos = [ChildInfo(r.id, r.node.spec.restart) for r in self.children]
-        plan = plan_exit(self.strategy, infos, rec.id, kind, self.history, now)
-        self.history = plan.history
-        self.node.budget_used = len(plan.history)
+        plan = plan_exit(self.strategy, infos, rec.id, kind, self.window.prune(now))
+        if plan.counted:
+            self.node.budget_used = self.window.add(now)
         if plan.escalate:
             reason = (
                 f"restart budget exhausted: more than {self.strategy.max_restarts} restarts "
@@ -640,4 +640,5 @@ class SupervisorActor(pykka.ThreadingActor):
             self.actor_ref.tell(message)
 
     def restarts_in_window(self) -> int:
-        return len(restarts_in_window(self.history, self.clock.now(), self.strategy.within_seconds))
+        """For health snapshots (another thread): counts without changing the window."""
+        return self.window.count(self.clock.now())

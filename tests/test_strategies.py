@@ -15,6 +15,7 @@ from strategies import (
     ExitKind,
     OneForAll,
     OneForOne,
+    RestartWindow,
     RestForOne,
     add_restart,
     next_backoff,
@@ -78,7 +79,7 @@ def test_intensity_history_only_keeps_window(times, max_restarts, within):
 
 
 def test_one_for_one_restarts_only_the_failed_child():
-    plan = plan_exit(OneForOne(), ABC, "b", ExitKind.CRASH, (), 10.0)
+    plan = plan_exit(OneForOne(), ABC, "b", ExitKind.CRASH, 0)
     assert plan.restart == ("b",)
     assert plan.stop == ()
     assert plan.counted
@@ -86,20 +87,20 @@ def test_one_for_one_restarts_only_the_failed_child():
 
 
 def test_one_for_all_stops_siblings_in_reverse_and_restarts_all_in_order():
-    plan = plan_exit(OneForAll(), ABC, "b", ExitKind.CRASH, (), 10.0)
+    plan = plan_exit(OneForAll(), ABC, "b", ExitKind.CRASH, 0)
     assert plan.stop == ("c", "a")
     assert plan.restart == ("a", "b", "c")
 
 
 def test_rest_for_one_restarts_the_failed_child_and_later_ones():
-    plan = plan_exit(RestForOne(), ABC, "b", ExitKind.CRASH, (), 10.0)
+    plan = plan_exit(RestForOne(), ABC, "b", ExitKind.CRASH, 0)
     assert plan.stop == ("c",)
     assert plan.restart == ("b", "c")
 
 
 def test_temporary_sibling_in_a_group_restart_is_removed_not_restarted():
     kids = [ChildInfo("a", "permanent"), ChildInfo("t", "temporary"), ChildInfo("c", "transient")]
-    plan = plan_exit(OneForAll(), kids, "a", ExitKind.CRASH, (), 0.0)
+    plan = plan_exit(OneForAll(), kids, "a", ExitKind.CRASH, 0)
     assert plan.remove == ("t",)
     assert plan.restart == ("a", "c")
     assert plan.stop == ("c", "t")
@@ -107,15 +108,14 @@ def test_temporary_sibling_in_a_group_restart_is_removed_not_restarted():
 
 def test_temporary_child_that_crashes_is_removed_and_not_counted():
     kids = [ChildInfo("t", "temporary")]
-    plan = plan_exit(OneForOne(), kids, "t", ExitKind.CRASH, (1.0,), 2.0)
+    plan = plan_exit(OneForOne(), kids, "t", ExitKind.CRASH, 1)
     assert plan.remove == ("t",)
     assert plan.restart == ()
     assert not plan.counted
-    assert plan.history == (1.0,)
 
 
 def test_transient_normal_exit_is_left_stopped():
-    plan = plan_exit(OneForOne(), [ChildInfo("x", "transient")], "x", ExitKind.NORMAL, (), 0.0)
+    plan = plan_exit(OneForOne(), [ChildInfo("x", "transient")], "x", ExitKind.NORMAL, 0)
     assert plan.restart == ()
     assert plan.remove == ()
     assert not plan.counted
@@ -123,15 +123,38 @@ def test_transient_normal_exit_is_left_stopped():
 
 def test_budget_exhaustion_escalates_and_stops_everyone_in_reverse():
     strategy = OneForOne(max_restarts=2, within_seconds=5.0)
-    history: tuple[float, ...] = ()
+    window = RestartWindow(strategy.within_seconds)
     for t in (0.0, 0.1):
-        plan = plan_exit(strategy, ABC, "a", ExitKind.CRASH, history, t)
+        plan = plan_exit(strategy, ABC, "a", ExitKind.CRASH, window.prune(t))
         assert not plan.escalate
-        history = plan.history
-    plan = plan_exit(strategy, ABC, "a", ExitKind.CRASH, history, 0.2)
+        window.add(t)
+    plan = plan_exit(strategy, ABC, "a", ExitKind.CRASH, window.prune(0.2))
     assert plan.escalate
+    assert plan.counted
     assert plan.stop == ("c", "b")
     assert plan.restart == ()
+
+
+def test_the_window_forgets_restarts_older_than_within_seconds():
+    strategy = OneForOne(max_restarts=2, within_seconds=5.0)
+    window = RestartWindow(5.0)
+    window.add(0.0)
+    window.add(1.0)
+    assert plan_exit(strategy, ABC, "a", ExitKind.CRASH, window.prune(4.0)).escalate
+    assert window.prune(5.0) == 2  # 0.0 is still inside [0, 5]
+    assert window.prune(5.5) == 1
+    assert not plan_exit(strategy, ABC, "a", ExitKind.CRASH, window.prune(5.5)).escalate
+
+
+@given(st.lists(st.floats(min_value=0, max_value=1000, allow_nan=False), max_size=60),
+       st.floats(min_value=0.01, max_value=100))
+def test_restart_window_agrees_with_the_pure_tuple_form(times, within):
+    window, history = RestartWindow(within), ()
+    for now in sorted(times):
+        history = add_restart(history, now, 10**9, within).history
+        assert window.add(now) == len(history)
+        assert window.history == history
+        assert window.count(now) == len(history)
 
 
 def test_strategy_defaults_are_elixirs():
