@@ -30,13 +30,17 @@ class AgentContext(Protocol):
     def fallback_reason(self) -> str | None:
         """When this agent answers as a fallback: why the primary could not."""
 
-    def ask(self, path: str, message: Any, *, timeout: float | None = None) -> ExecutionResult:
+    def ask(
+        self, path: str, message: Any, *, timeout: float | None = None, trace_id: str | None = None
+    ) -> ExecutionResult:
         """Ask another agent; same semantics as System.ask. The default timeout is what is left
-        of the current message's deadline. An ask that would wait on itself (a cycle) ends at
-        once with TIMEOUT."""
+        of the current message's deadline; the default trace is the current message's (pass
+        trace_id to start a new request, e.g. in an agent that generates traffic). An ask that
+        would wait on itself (a cycle) ends at once with TIMEOUT."""
 
-    def tell(self, path: str, message: Any) -> None:
-        """Send without waiting for an answer."""
+    def tell(self, path: str, message: Any, *, trace_id: str | None = None) -> None:
+        """Send without waiting for an answer (same trace as the current message unless
+        trace_id is given)."""
 
     def stop(self) -> None:
         """Ask to stop normally after the current message (a transient child is not restarted)."""

@@ -1,10 +1,14 @@
 """Cascade isolation: do misbehaving agents slow their healthy neighbours down?
 
-Run: python -m bench.cascade     (env: N=5000 REPEATS=3)
+Run: python -m bench.cascade     (env: N=5000 REPEATS=3 RATE=200)
 20 healthy echo agents + 2 misbehaving ones: "crasher" raises on every message, "hanger"
-blocks past its 0.2 s message deadline (and is abandoned and replaced every time). The main
-thread measures ask p50/p99 to the healthy agents, first alone, then while two load threads
-keep hammering the misbehaving pair. Prints the ratio (target <= 1.2).
+blocks past its 0.2 s message deadline. The main thread measures ask p50/p99 to the healthy
+agents alone, then while two load threads send RATE asks/s each to the misbehaving pair.
+Three neighbourhoods, each measured against its own "alone" baseline in the same run:
+  well-behaved   the two neighbours are healthy echo agents (the cost of the load itself)
+  unprotected    misbehaving, with a rule-based fallback only: every ask crashes/hangs them
+  protected      misbehaving, with a circuit breaker + fallback (the README's setup)
+Prints the ratio with/alone (target <= 1.2).
 """
 
 from __future__ import annotations
@@ -17,11 +21,12 @@ from typing import Any
 
 from actors import Agent, RuleBasedAgent
 from bench._common import pct, quiet
-from strategies import OneForOne
+from strategies import BreakerPolicy, OneForOne
 from supervisor import ChildSpec, Supervisor, start
 
 N = int(os.environ.get("N", "5000"))
 REPEATS = int(os.environ.get("REPEATS", "3"))
+RATE = float(os.environ.get("RATE", "200"))
 
 
 class Echo(Agent):
@@ -47,6 +52,16 @@ class Safe(RuleBasedAgent):
     default = "safe"
 
 
+def neighbours(kind: str) -> list[ChildSpec]:
+    if kind == "well-behaved":
+        return [ChildSpec("bad1", Echo), ChildSpec("bad2", Echo)]
+    breaker = BreakerPolicy(fail_max=5, reset_timeout=1.0) if kind == "protected" else None
+    return [
+        ChildSpec("bad1", Crasher, fallback=Safe, breaker=breaker),
+        ChildSpec("bad2", Hanger, message_timeout=0.2, fallback=Safe, breaker=breaker),
+    ]
+
+
 def measure(system: Any, n: int) -> tuple[float, float]:
     pc = time.perf_counter_ns
     out = []
@@ -57,50 +72,67 @@ def measure(system: Any, n: int) -> tuple[float, float]:
     return pct(out, 0.5) / 1e3, pct(out, 0.99) / 1e3
 
 
-def main() -> None:
-    quiet()
-    children = [ChildSpec(f"ok{i}", Echo) for i in range(20)] + [
-        ChildSpec("crasher", Crasher, fallback=Safe),
-        ChildSpec("hanger", Hanger, message_timeout=0.2, fallback=Safe),
-    ]
+def run(kind: str) -> tuple[tuple[float, float], tuple[float, float], str]:
     tree = Supervisor(
-        "bench", strategy=OneForOne(max_restarts=1_000_000, within_seconds=1.0), children=children
+        "bench",
+        strategy=OneForOne(max_restarts=1_000_000, within_seconds=1.0),
+        children=[ChildSpec(f"ok{i}", Echo) for i in range(20)] + neighbours(kind),
     )
     with start(tree) as system:
         measure(system, 1000)
-        alone, noisy, bad_answers = [], [], [0]
+        alone, noisy, sent = [], [], [0]
         for _ in range(REPEATS):
             alone.append(measure(system, N))
             stop = threading.Event()
 
-            def hammer(path: str, stop: threading.Event = stop) -> None:
+            def load(path: str, stop: threading.Event = stop) -> None:
+                period = 1.0 / RATE
+                next_at = time.monotonic()
                 while not stop.is_set():
                     system.ask(path, "x", timeout=2.0)
-                    bad_answers[0] += 1
+                    sent[0] += 1
+                    next_at += period
+                    stop.wait(max(0.0, next_at - time.monotonic()))
 
-            load = [
-                threading.Thread(target=hammer, args=(p,))
-                for p in ("bench/crasher", "bench/hanger")
+            threads = [
+                threading.Thread(target=load, args=(p,)) for p in ("bench/bad1", "bench/bad2")
             ]
-            for t in load:
+            for t in threads:
                 t.start()
             noisy.append(measure(system, N))
             stop.set()
-            for t in load:
+            for t in threads:
                 t.join()
         health = system.health()
-    a50, a99 = statistics.median(x[0] for x in alone), statistics.median(x[1] for x in alone)
-    n50, n99 = statistics.median(x[0] for x in noisy), statistics.median(x[1] for x in noisy)
-    crasher, hanger = health.actors["bench/crasher"], health.actors["bench/hanger"]
-    print(f"cascade isolation: healthy asks, median of {REPEATS} x {N}")
-    print(f"  alone                        p50 {a50:7.1f} us  p99 {a99:7.1f} us")
-    print(
-        f"  with misbehaving neighbours  p50 {n50:7.1f} us  p99 {n99:7.1f} us   ratio p50 {n50 / a50:4.2f}x  p99 {n99 / a99:4.2f}x"
+    b1, b2 = health.actors["bench/bad1"], health.actors["bench/bad2"]
+    note = (
+        f"{sent[0]} neighbour asks; restarts {b1.restarts}+{b2.restarts}, "
+        f"abandoned threads {b2.abandoned_total}, fallback answers {b1.fallback_answers + b2.fallback_answers}"
     )
+    med = lambda xs, i: statistics.median(x[i] for x in xs)  # noqa: E731
+    return (med(alone, 0), med(alone, 1)), (med(noisy, 0), med(noisy, 1)), note
+
+
+def main() -> None:
+    quiet()
     print(
-        f"  neighbours meanwhile: {bad_answers[0]} asks answered, crasher restarts {crasher.restarts}, "
-        f"hanger restarts {hanger.restarts} (abandoned threads {hanger.abandoned_total})"
+        f"cascade isolation: healthy asks, median of {REPEATS} x {N}; neighbours get {RATE:g} asks/s each"
     )
+    with_neighbours = {}
+    for kind in ("well-behaved", "unprotected", "protected"):
+        (a50, a99), (n50, n99), note = run(kind)
+        with_neighbours[kind] = (n50, n99)
+        print(
+            f"  {kind:13s} alone p50 {a50:6.1f} us p99 {a99:6.1f} us | with neighbours p50 {n50:6.1f} us "
+            f"p99 {n99:6.1f} us | ratio p50 {n50 / a50:4.2f}x p99 {n99 / a99:4.2f}x"
+        )
+        print(f"  {'':13s} ({note})")
+    w50, w99 = with_neighbours["well-behaved"]
+    for kind in ("unprotected", "protected"):
+        n50, n99 = with_neighbours[kind]
+        print(
+            f"  {kind} vs well-behaved neighbours at the same rate: p50 {n50 / w50:4.2f}x  p99 {n99 / w99:4.2f}x"
+        )
 
 
 if __name__ == "__main__":

@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import json
 import re
+import threading
 import zlib
 from collections.abc import Callable, Sequence
 from typing import Any, Literal
@@ -319,5 +320,44 @@ def desk_tree(
     )
 
 
+class FrontDoor(Agent):
+    """Generates traffic for `hivekeeper run`: sends itself "tick", and on each tick asks the
+    router about the next ticket, pausing `pause` seconds between tickets."""
+
+    TEXTS = (
+        "Where is my order #{o}?",
+        "Please refund order #{o}",
+        "Refund everything on #{o}!",
+        "Please delete my ticket about #{o}",
+        "Invoice for #{o} is wrong",
+    )
+
+    def __init__(self, pause: float = 0.05) -> None:
+        self.pause = pause
+        self.sent = 0
+        self._idle = threading.Event()
+
+    def on_start(self) -> None:
+        self.context.tell(self.context.path, "tick")
+
+    def handle(self, message: Any) -> Any:
+        self.sent += 1
+        text = self.TEXTS[self.sent % len(self.TEXTS)].format(o=1001 + self.sent % 4)
+        ticket = {"id": self.sent, "customer": "walk-in", "text": text}
+        result = self.context.ask(
+            "desk/router", ticket, timeout=10.0, trace_id=f"ticket-{self.sent}"
+        )
+        self._idle.wait(self.pause)
+        self.context.tell(self.context.path, "tick")
+        return result.status.value
+
+
 tree = desk_tree()
 """The offline desk, for `hivekeeper run examples.support_desk:tree`."""
+
+busy_tree = Supervisor(
+    "desk",
+    strategy=tree.strategy,
+    children=[*tree.children, ChildSpec("frontdoor", FrontDoor, message_timeout=None)],
+)
+"""The same desk with a front door that keeps tickets coming (`hivekeeper run ...:busy_tree`)."""

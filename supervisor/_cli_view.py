@@ -88,31 +88,34 @@ def render_tree(snapshot: dict[str, Any], rates: dict[str, float] | None = None)
 
 def status_table(health: dict[str, Any]) -> Table:
     """health: TreeHealth.model_dump(mode='json') / the /health endpoint's JSON."""
-    table = Table(title=f"{health.get('root')}: {health.get('state')}")
-    for column in (
-        "path",
-        "kind",
-        "state",
-        "restarts",
-        "breaker",
-        "mailbox",
-        "processed",
-        "p99 ms",
-        "last error",
+    actors = health.get("actors", {})
+    table = Table(title=f"{health.get('root')}: {health.get('state')}", title_justify="left")
+    widest = max((len(p) for p in actors), default=4)
+    table.add_column("path", no_wrap=True, min_width=min(widest, 48))
+    for column, width in (
+        ("kind", 10),
+        ("state", 10),
+        ("restarts", 8),
+        ("breaker", 9),
+        ("mailbox", 7),
+        ("processed", 9),
+        ("p99 ms", 7),
     ):
-        table.add_column(column)
-    for path, a in health.get("actors", {}).items():
+        table.add_column(column, no_wrap=True, min_width=width)
+    table.add_column("last error", no_wrap=True, overflow="ellipsis", ratio=1)
+    for path, a in actors.items():
         breaker = (a.get("breaker") or {}).get("state", "-")
         p99 = a.get("latency_p99_ms")
+        state = a.get("state", "")
         table.add_row(
             path,
             a.get("kind", ""),
-            Text(a.get("state", ""), style=STATE_STYLES.get(a.get("state", ""), "")),
+            Text(state, style=STATE_STYLES.get(state, "")),
             str(a.get("restarts", 0)),
             breaker,
             str(a.get("mailbox_depth", 0)),
             str(a.get("processed", 0)),
             f"{p99:.1f}" if p99 is not None else "-",
-            str(a.get("last_error") or "")[:50],
+            str(a.get("last_error") or ""),
         )
     return table

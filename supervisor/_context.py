@@ -34,11 +34,15 @@ class HostContext:
         env = self._host.current
         return env.fallback_reason if env is not None and env.stage >= 0 else None
 
-    def ask(self, path: str, message: Any, *, timeout: float | None = None) -> ExecutionResult:
-        return self._host.slot.runtime.ask(self._host.current, self.path, path, message, timeout)
+    def ask(
+        self, path: str, message: Any, *, timeout: float | None = None, trace_id: str | None = None
+    ) -> ExecutionResult:
+        runtime = self._host.slot.runtime
+        return runtime.ask(self._host.current, self.path, path, message, timeout, trace_id)
 
-    def tell(self, path: str, message: Any) -> None:
-        self._host.slot.runtime.tell(self._host.current, self.path, path, message)
+    def tell(self, path: str, message: Any, *, trace_id: str | None = None) -> None:
+        runtime = self._host.slot.runtime
+        runtime.tell(self._host.current, self.path, path, message, trace_id)
 
     def stop(self) -> None:
         self._host.stop_requested = True

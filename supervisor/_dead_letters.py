@@ -16,9 +16,11 @@ __all__ = ["DeadLetter", "DeadLetterOffice"]
 
 
 class DeadLetter(BaseModel):
-    """reason: deadline_expired (its ask deadline passed while queued), mailbox_overflow
-    (dropped by drop_oldest), poison (crashed its handler on every retry), no_route (its path
-    was stopped or removed, or the tree failed, and nobody could answer)."""
+    """reason: deadline_expired (its ask or tell deadline passed while queued),
+    mailbox_overflow (dropped by drop_oldest), poison (crashed its handler on every retry);
+    for a tell that nobody could handle, the status it would have been answered with:
+    failure (its handler failed, or its path was stopped, removed or the tree failed),
+    rejected (breaker open or mailbox full), timeout (its handler overran its deadline)."""
 
     model_config = ConfigDict(frozen=True)
 

@@ -31,8 +31,8 @@ class Runtime:
     scheduler: Scheduler
     dead_letters: DeadLetterOffice
     default_timeout: float
-    ask: Callable[[Envelope | None, str, str, Any, float | None], ExecutionResult]
-    tell: Callable[[Envelope | None, str, str, Any], None]
+    ask: Callable[[Envelope | None, str, str, Any, float | None, str | None], ExecutionResult]
+    tell: Callable[[Envelope | None, str, str, Any, str | None], None]
     rng: random.Random = field(default_factory=random.Random)
     tracing: Tracing | None = None
 

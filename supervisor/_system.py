@@ -374,8 +374,10 @@ class System:
         env.reply.set(result)
         return env.reply.result  # type: ignore[return-value]
 
-    def _tell(self, parent: Envelope | None, caller: str, path: str, message: Any) -> None:
-        self._send_tell(parent, caller, path, message, None, None)
+    def _tell(
+        self, parent: Envelope | None, caller: str, path: str, message: Any, trace_id: str | None
+    ) -> None:
+        self._send_tell(parent, caller, path, message, trace_id, None)
 
     def _send_tell(
         self,

@@ -158,6 +158,13 @@ def run(
     json_logs: Annotated[
         bool, typer.Option("--json-logs", help="Log JSON lines to stderr")
     ] = False,
+    log_level: Annotated[
+        str,
+        typer.Option(
+            help="Lowest level logged to stderr (default: info with --json-logs, else error, "
+            "so the live view stays readable)"
+        ),
+    ] = "",
     http: Annotated[int | None, typer.Option("--http", help="Serve health on this port")] = None,
     host: Annotated[str, typer.Option(help="Bind address for --http")] = "127.0.0.1",
     token: Annotated[
@@ -176,7 +183,12 @@ def run(
     from ._system import start  # noqa: PLC0415
 
     spec = load_tree(target)
-    configure_logging(json=json_logs, level="info" if json_logs else "warning")
+    level = log_level or ("info" if json_logs else "error")
+    if level.lower() not in ("debug", "info", "warning", "error", "critical"):
+        raise CliError(
+            f"--log-level must be debug, info, warning, error or critical, not {level!r}"
+        )
+    configure_logging(json=json_logs, level=level)
     system = start(spec)
     server = system.serve_http(host=host, port=http, token=token) if http is not None else None
     console.print(
@@ -206,7 +218,7 @@ def run(
                 wake.wait(refresh)
     except KeyboardInterrupt:
         pass
-    console.print("stopping: children in reverse order ...")
+    console.print("\nstopping: children in reverse order ...")
     health = system.health()
     system.shutdown()
     console.print(status_table(health.model_dump(mode="json")))

@@ -109,3 +109,19 @@ def test_many_callers_in_parallel(n):
     with start(tree()) as system, concurrent.futures.ThreadPoolExecutor(n) as pool:
         results = list(pool.map(lambda i: system.ask("root/echo", i, timeout=5.0), range(200)))
     assert [r.data for r in results] == list(range(200))
+
+
+def test_an_agent_can_start_a_new_trace_for_the_requests_it_generates():
+    from actors import Agent
+
+    class Source(Agent):
+        def handle(self, message: object) -> object:
+            inherited = self.context.ask("root/echo", "a").trace_id
+            fresh = self.context.ask("root/echo", "b", trace_id="req-2").trace_id
+            return inherited, fresh
+
+    tree2 = Supervisor("root", children=[ChildSpec("src", Source), ChildSpec("echo", Echo)])
+    with start(tree2) as system:
+        inherited, fresh = system.ask("root/src", "go", timeout=5.0, trace_id="req-1").data
+    assert inherited == "req-1"
+    assert fresh == "req-2"

@@ -146,8 +146,10 @@ def test_the_window_forgets_restarts_older_than_within_seconds():
     assert not plan_exit(strategy, ABC, "a", ExitKind.CRASH, window.prune(5.5)).escalate
 
 
-@given(st.lists(st.floats(min_value=0, max_value=1000, allow_nan=False), max_size=60),
-       st.floats(min_value=0.01, max_value=100))
+@given(
+    st.lists(st.floats(min_value=0, max_value=1000, allow_nan=False), max_size=60),
+    st.floats(min_value=0.01, max_value=100),
+)
 def test_restart_window_agrees_with_the_pure_tuple_form(times, within):
     window, history = RestartWindow(within), ()
     for now in sorted(times):
