@@ -38,6 +38,7 @@ TEMPLATES = (
     "Can you close my ticket for #{o}? All good now",
     "Invoice for #{o} is wrong",
 )
+OUTAGE_SECONDS = 2.5
 NOTABLE = {
     "breaker_state_changed",
     "agent_crashed",
@@ -94,9 +95,21 @@ class Tally:
             elif name == "fallback_engaged" and e.get("trace_id"):
                 self.fallback_traces.add(str(e["trace_id"]))
             if name in NOTABLE:
-                self.recent.append(_describe(e))
+                self._add_recent(_describe(e))
 
-    def on_result(self, trace_id: str | None, ok: bool, fallback: bool) -> None:
+    def _add_recent(self, line: str) -> None:
+        """Append, folding a repeat of the previous line into a count (caller holds lock)."""
+        if self.recent and self.recent[-1].split("  [dim]x")[0] == line:
+            previous = self.recent[-1]
+            count = (
+                int(previous.rsplit("x", 1)[1].rstrip("[/]")) + 1 if "  [dim]x" in previous else 2
+            )
+            self.recent[-1] = f"{line}  [dim]x{count}[/]"
+        else:
+            self.recent.append(line)
+
+    def on_result(self, trace_id: str | None, ok: bool, fallback: bool) -> int:
+        """Count one answered ticket; how many are done now."""
         with self.lock:
             self.done += 1
             if not ok:
@@ -105,6 +118,11 @@ class Tally:
                 self.by_fallbacks += 1
             else:
                 self.by_agents += 1
+            return self.done
+
+    def note(self, line: str) -> None:
+        with self.lock:
+            self._add_recent(line)
 
 
 def _describe(e: dict[str, Any]) -> str:
@@ -114,7 +132,8 @@ def _describe(e: dict[str, Any]) -> str:
     if name == "tool_call_refused":
         return f"[magenta]refused[/] {e.get('tool')} at {path}: {e.get('kind')}"
     if name == "fallback_engaged":
-        return f"[cyan]fallback[/] for {path}: {str(e.get('reason'))[:60]}"
+        reason = str(e.get("reason")).split("; next trial in")[0]
+        return f"[cyan]fallback[/] for {path}: {reason[:60]}"
     if name == "agent_crashed":
         return f"[red]crash[/] {path}: {str(e.get('reason'))[:60]}"
     if name == "child_restarting":
@@ -187,17 +206,31 @@ def run_demo(
     tickets: int = 120,
     concurrency: int = 6,
     seed: int = 7,
+    rate: float = 15.0,
     online: bool | None = None,
     console: Console | None = None,
     http_port: int | None = None,
 ) -> Tally:
     console = console or Console()
     online = bool(os.environ.get("OPENAI_BASE_URL")) if online is None else online
+    # offline, the billing model's provider has an outage while the middle fifth of the
+    # tickets is answered: its breaker opens, the rule-based fallback answers, then traffic
+    # returns to the agent
+    outage = threading.Event()
     tree = (
         desk_tree(online_llm, message_timeout=30.0, breaker_reset=30.0)
         if online
-        else desk_tree(lambda role: offline_llm(role, seed))
+        else desk_tree(
+            lambda role: offline_llm(role, seed, outage=outage if role == "billing" else None)
+        )
     )
+    outage_at, outage_ends = int(tickets * 0.4), [float("inf")]
+
+    def end_outage() -> None:
+        if outage.is_set() and time.monotonic() >= outage_ends[0]:
+            outage.clear()
+            tally.note("[green]billing model provider: outage over[/]")
+
     stream = make_tickets(tickets, seed)
     tally = Tally(total=len(stream))
     unsubscribe = subscribe(tally.on_event)
@@ -212,16 +245,32 @@ def run_demo(
                 result = system.ask(
                     "desk/router", ticket.model_dump(), timeout=60.0 if online else 8.0
                 )
-                tally.on_result(result.trace_id, result.ok, result.fallback_used)
+                done = tally.on_result(result.trace_id, result.ok, result.fallback_used)
+                if online:
+                    return
+                if done == outage_at:
+                    outage_ends[0] = time.monotonic() + OUTAGE_SECONDS
+                    outage.set()
+                    tally.note("[red]billing model provider: outage begins[/]")
 
             with (
                 Live(live_panel(tally), console=console, refresh_per_second=8) as live,
                 ThreadPoolExecutor(concurrency) as pool,
             ):
-                futures = [pool.submit(one, t) for t in stream]
+                futures = []
+                tick = threading.Event()
+                next_at = time.monotonic()
+                for ticket in stream:  # tickets arrive at `rate` per second, like a real queue
+                    futures.append(pool.submit(one, ticket))
+                    next_at += 1.0 / rate
+                    while (delay := next_at - time.monotonic()) > 0:
+                        end_outage()
+                        live.update(live_panel(tally))
+                        tick.wait(min(delay, 0.1))
                 while not all(f.done() for f in futures):
+                    end_outage()
                     live.update(live_panel(tally))
-                    threading.Event().wait(0.1)
+                    tick.wait(0.1)
                 live.update(live_panel(tally))
             for f in futures:
                 f.result()

@@ -34,7 +34,14 @@ from typing import Any, Literal
 from pydantic import BaseModel, Field
 
 from actors import Agent, LLMAgent, Rule, RuleBasedAgent, Tool
-from actors.llm import ChaosLLM, LLMMessage, OpenAICompatibleLLM, ScriptedLLM, ToolSchema
+from actors.llm import (
+    ChaosLLM,
+    LLMMessage,
+    LLMServerError,
+    OpenAICompatibleLLM,
+    ScriptedLLM,
+    ToolSchema,
+)
 from strategies import Backoff, BreakerPolicy, OneForOne
 from supervisor import ChildSpec, Supervisor
 
@@ -256,20 +263,32 @@ def _answer(names: set[str], result: dict[str, Any]) -> dict[str, Any]:
 # -- the tree ---------------------------------------------------------------------------------
 
 CHAOS_RATES = {
-    "slow": 0.03,
-    "hang": 0.01,
-    "invalid_json": 0.03,
-    "hallucinated_tool": 0.03,
-    "invalid_parameters": 0.03,
-    "endless_loop": 0.01,
-    "exception": 0.05,
+    "slow": 0.02,
+    "hang": 0.005,
+    "invalid_json": 0.02,
+    "hallucinated_tool": 0.02,
+    "invalid_parameters": 0.02,
+    "endless_loop": 0.005,
+    "exception": 0.02,
 }
 
 
-def offline_llm(role: str, seed: int = 7, rates: dict[str, float] | None = None) -> ChaosLLM:
-    """ChaosLLM(ScriptedLLM(brain)) with a per-role seed (reproducible)."""
+def offline_llm(
+    role: str,
+    seed: int = 7,
+    rates: dict[str, float] | None = None,
+    outage: threading.Event | None = None,
+) -> ChaosLLM:
+    """ChaosLLM(ScriptedLLM(brain)) with a per-role seed (reproducible). While `outage` is
+    set, the scripted provider answers 503 (a provider outage, as in the seed's log)."""
+
+    def provider(messages: Sequence[LLMMessage], tools: Sequence[ToolSchema]) -> Any:
+        if outage is not None and outage.is_set():
+            return LLMServerError("503 Service Unavailable (provider outage)")
+        return brain(messages, tools)
+
     return ChaosLLM(
-        ScriptedLLM(brain),
+        ScriptedLLM(provider),
         rates=CHAOS_RATES if rates is None else rates,
         seed=seed * 1000 + zlib.crc32(role.encode()) % 1000,
         slow_seconds=0.2,
@@ -286,15 +305,15 @@ def desk_tree(
     llm_for: Callable[[str], Any] = offline_llm,
     *,
     message_timeout: float = 1.5,
-    breaker_reset: float = 3.0,
+    breaker_reset: float = 1.0,
 ) -> Supervisor:
-    def llm_agent(name: str, cls: type[LLMAgent], timeout: float) -> ChildSpec:
+    def llm_agent(name: str, cls: type[LLMAgent], timeout: float, fail_max: int = 3) -> ChildSpec:
         return ChildSpec(
             name,
             cls,
             kwargs={"llm": llm_for(name)},
             message_timeout=timeout,
-            breaker=BreakerPolicy(fail_max=3, reset_timeout=breaker_reset),
+            breaker=BreakerPolicy(fail_max=fail_max, reset_timeout=breaker_reset),
             fallback=HumanHandoff,
         )
 
@@ -302,7 +321,7 @@ def desk_tree(
         "desk",
         strategy=OneForOne(max_restarts=20, within_seconds=10.0),
         children=[
-            llm_agent("router", Router, message_timeout * 3),
+            llm_agent("router", Router, message_timeout * 2, fail_max=5),
             Supervisor(
                 "specialists",
                 strategy=OneForOne(

@@ -230,6 +230,7 @@ def demo(
     tickets: Annotated[int, typer.Option(min=1, help="How many tickets to stream")] = 120,
     concurrency: Annotated[int, typer.Option(min=1, max=64, help="Tickets in flight at once")] = 6,
     seed: Annotated[int, typer.Option(help="Seed for tickets and injected faults")] = 7,
+    rate: Annotated[float, typer.Option(min=0.1, help="Tickets arriving per second")] = 15.0,
     online: Annotated[
         bool | None,
         typer.Option("--online/--offline", help="Use OPENAI_BASE_URL (default: if it is set)"),
@@ -251,6 +252,7 @@ def demo(
         tickets=tickets,
         concurrency=concurrency,
         seed=seed,
+        rate=rate,
         online=online,
         console=console,
         http_port=http,
