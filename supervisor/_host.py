@@ -83,6 +83,7 @@ class ThreadHost(pykka.ThreadingActor):
         ActorRegistry.stop_all() elsewhere in the process can take the tree down."""
         host = cls(slot, gen)
         with slot.lock:
+            slot.hosts = [h for h in slot.hosts if not h.finished]
             slot.hosts.append(host)
         host._start_actor_loop()
         return host
@@ -197,7 +198,7 @@ class ThreadHost(pykka.ThreadingActor):
             except BaseException as exc:  # noqa: BLE001 - a failing on_stop hook is recorded, not raised
                 self.slot.stats.failed("stop", describe(exc))
         with self.slot.lock:
-            self.finished = True
+            self._finish_locked()
             was_abandoned = self.abandoned
         if was_abandoned:
             self.slot.stats.abandoned_running -= 1
@@ -383,8 +384,16 @@ class ThreadHost(pykka.ThreadingActor):
         without a stop message (no on_stop for a crashed instance, nothing to drain: the
         slot owns the mailbox). Keeps the teardown off the supervisor's critical path."""
         with self.slot.lock:
-            self.finished = True
+            self._finish_locked()
         self.actor_stopped.set()
+
+    def _finish_locked(self) -> None:
+        """This host's thread is ending: forget it (caller holds the slot lock), so a slot
+        that restarts thousands of times does not keep thousands of dead hosts alive."""
+        self.finished = True
+        self.agent = None
+        if self in self.slot.hosts:
+            self.slot.hosts.remove(self)
 
     def _exit_normally(self) -> None:
         slot = self.slot
