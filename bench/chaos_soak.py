@@ -130,8 +130,22 @@ def run_soak(
                 report.fallback_used += int(result.fallback_used)
                 report.worst_overrun = max(report.worst_overrun, overrun)
 
+        # callers pull from one shared iterator (no 100,000 futures queued up front, which
+        # would make the harness, not hivekeeper, the thing whose memory grows)
+        source = iter(plan)
+        source_lock = threading.Lock()
+
+        def caller() -> None:
+            while True:
+                with source_lock:
+                    item = next(source, None)
+                if item is None:
+                    return
+                one(item)
+
         with ThreadPoolExecutor(callers) as pool:
-            list(pool.map(one, plan))
+            for f in [pool.submit(caller) for _ in range(callers)]:
+                f.result()
         health = system.health()
         report.tree_state = health.state
         for actor in health.actors.values():
