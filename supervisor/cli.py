@@ -238,6 +238,10 @@ def demo(
     http: Annotated[
         int | None, typer.Option("--http", help="Also serve the tree page on this port")
     ] = None,
+    base_url: Annotated[
+        str | None, typer.Option(help="An OpenAI-compatible endpoint (implies --online)")
+    ] = None,
+    model: Annotated[str | None, typer.Option(help="Model name for --online")] = None,
 ) -> None:
     """The support-desk demo: tickets through LLM agents that fail in every way the seed
     article lists, while breakers, deadlines and rule-based fallbacks keep answering."""
@@ -248,6 +252,11 @@ def demo(
     # the demo ships as the hivekeeper_examples package (the repository's examples/ folder)
     run_demo = importlib.import_module("hivekeeper_examples.demo").run_demo
     structlog.configure(wrapper_class=structlog.make_filtering_bound_logger(logging.CRITICAL))
+    if base_url:  # read by OpenAICompatibleLLM; the key stays in OPENAI_API_KEY
+        os.environ["OPENAI_BASE_URL"] = base_url
+        online = True
+    if model:
+        os.environ["OPENAI_MODEL"] = model
     run_demo(
         tickets=tickets,
         concurrency=concurrency,

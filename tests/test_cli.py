@@ -119,3 +119,36 @@ def test_hivekeeper_run_in_a_real_process_stops_cleanly_on_sigint():
     assert "stopping: children in reverse order" in output
     assert "stopped small" in output
     assert "Traceback" not in output
+
+
+def test_status_and_tree_of_a_running_system(capsys):
+    from strategies import OneForOne
+    from supervisor import ChildSpec, Supervisor, start
+    from tests.agents import AlwaysCrash, Echo
+
+    with start(Supervisor("live", children=[ChildSpec("echo", Echo)])) as system:
+        server = system.serve_http()
+        system.ask("live/echo", "x", timeout=5.0)
+        assert main(["status", server.url]) == 0
+        out = capsys.readouterr().out
+        assert "live/echo" in out
+        assert "running" in out
+        assert main(["tree", server.url]) == 0
+        assert "echo" in capsys.readouterr().out
+    failing = Supervisor("doomed", strategy=OneForOne(max_restarts=0), children=[ChildSpec("w", AlwaysCrash)])
+    with start(failing) as system:
+        server = system.serve_http()
+        system.ask("doomed/w", "x", timeout=5.0)
+        assert main(["status", server.url]) == 1
+        assert main(["tree", server.url]) == 1
+
+
+def test_status_needs_the_token_of_a_protected_endpoint(capsys):
+    from supervisor import ChildSpec, Supervisor, start
+    from tests.agents import Echo
+
+    with start(Supervisor("sec", children=[ChildSpec("echo", Echo)])) as system:
+        server = system.serve_http(token="s3cret")
+        assert main(["status", server.url]) == 2
+        assert "401" in capsys.readouterr().err
+        assert main(["status", server.url, "--token", "s3cret"]) == 0

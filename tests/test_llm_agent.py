@@ -349,3 +349,25 @@ def test_manage_args_model_is_what_the_tool_receives():
     log = ToolLog()
     run(desk_class(log), ScriptedLLM([call("manage_ticket", action="close", target="T-9"), ANSWER]))
     assert log.calls == [("manage_ticket", ManageArgs(action="close", target="T-9"))]
+
+
+def test_deadline_overrun_closes_the_real_http_request():
+    """End to end: an LLMAgent on OpenAICompatibleLLM whose endpoint never answers; at the
+    message deadline the coroutine is cancelled and the server sees the client go away."""
+    from actors.llm import OpenAICompatibleLLM
+    from tests.llm_server import Canned, FakeOpenAIServer
+
+    with FakeOpenAIServer(default=Canned(hang=True)) as server:
+        llm = OpenAICompatibleLLM(base_url=server.base_url, model="m", api_key="k", timeout=60.0)
+        tree = Supervisor("root", children=[
+            ChildSpec("desk", desk_class(ToolLog(), use_async=True), kwargs={"llm": llm},
+                      message_timeout=0.5, fallback=Human)])
+        try:
+            with start(tree) as system:
+                result = system.ask("root/desk", TICKET, timeout=10.0)
+                assert result.fallback_used
+                assert result.reason is FailureReason.DEADLINE
+                assert server.client_disconnected.wait(10.0)
+        finally:
+            server.release()
+            llm.close()
