@@ -38,6 +38,12 @@ class AgentContext(Protocol):
         trace_id to start a new request, e.g. in an agent that generates traffic). An ask that
         would wait on itself (a cycle) ends at once with TIMEOUT."""
 
+    async def ask_async(
+        self, path: str, message: Any, *, timeout: float | None = None, trace_id: str | None = None
+    ) -> ExecutionResult:
+        """ask() for `async def handle`: awaits the answer without blocking the event loop
+        that all async agents share (a blocking ask() there raises RuntimeError)."""
+
     def tell(self, path: str, message: Any, *, trace_id: str | None = None) -> None:
         """Send without waiting for an answer (same trace as the current message unless
         trace_id is given)."""

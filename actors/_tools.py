@@ -24,7 +24,17 @@ from .llm._types import ToolCall, ToolSchema
 __all__ = ["Approved", "Refused", "Tool", "ToolGuard", "Verdict"]
 
 DangerPolicy = Literal["allow", "confirm", "deny"]
-_EMPTY: tuple[object, ...] = (None, "", [], {}, ())
+
+
+def _empty(value: object) -> bool:
+    """None, blank strings (whitespace only) and empty collections are not targets."""
+    if value is None:
+        return True
+    if isinstance(value, str):
+        return not value.strip()
+    if isinstance(value, (list, tuple, dict, set, frozenset)):
+        return not value
+    return False
 
 
 class Tool:
@@ -111,10 +121,14 @@ class ToolGuard:
                 raw = json.loads(raw) if raw.strip() else {}
             except json.JSONDecodeError as exc:
                 return Refused(call, "bad_arguments", f"arguments are not valid JSON: {exc.msg}")
+            except RecursionError:
+                return Refused(call, "bad_arguments", "arguments are nested too deeply")
         if not isinstance(raw, dict):
             return Refused(call, "bad_arguments", "arguments must be a JSON object")
         try:
             args = tool.args_model.model_validate(raw)
+        except RecursionError:
+            return Refused(call, "bad_arguments", "arguments are nested too deeply")
         except ValidationError as exc:
             details = "; ".join(
                 f"{'.'.join(str(p) for p in e['loc']) or '(root)'}: {e['msg']}"
@@ -122,7 +136,7 @@ class ToolGuard:
             )
             return Refused(call, "bad_arguments", f"invalid arguments for {tool.name}: {details}")
         if tool.is_dangerous(args):
-            missing = [f for f in tool.target_fields if getattr(args, f, None) in _EMPTY]
+            missing = [f for f in tool.target_fields if _empty(getattr(args, f, None))]
             if missing:
                 return Refused(
                     call,

@@ -3,17 +3,24 @@ hosts, mailboxes, breakers in use, events."""
 
 from actors import ExecutionResult, ExecutionStatus, FailureReason, ResultError
 
+from ._asking import PendingAsk
 from ._breaker import BreakerState
 from ._clock import Clock, FakeClock, MonotonicClock
 from ._dead_letters import DeadLetter
 from ._events import subscribe
-from ._exceptions import HivekeeperError, SystemNotRunningError, TreeStartError, UnknownPathError
+from ._exceptions import (
+    HivekeeperError,
+    SupervisorUnavailableError,
+    SystemNotRunningError,
+    TreeStartError,
+    UnknownPathError,
+)
 from ._health import ActorHealth, BreakerHealth, TreeHealth
 from ._http import HealthServer, serve_http
 from ._logging import configure_logging
 from ._metrics import TreeCollector, metrics_registry, render_metrics
 from ._spec import ChildSpec, Supervisor
-from ._system import PendingAsk, System, start
+from ._system import System, start
 
 __all__ = [
     "ActorHealth",
@@ -32,6 +39,7 @@ __all__ = [
     "PendingAsk",
     "ResultError",
     "Supervisor",
+    "SupervisorUnavailableError",
     "System",
     "SystemNotRunningError",
     "TreeCollector",

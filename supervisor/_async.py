@@ -47,6 +47,12 @@ class SharedLoop:
                 cls._instance = SharedLoop()
             return cls._instance
 
+    @classmethod
+    def is_loop_thread(cls) -> bool:
+        """True on the shared loop's own thread (where blocking would stall every agent)."""
+        instance = cls._instance
+        return instance is not None and threading.current_thread() is instance.thread
+
     def run(self, awaitable: Awaitable[Any], on_future: Callable[[Future[Any]], None]) -> Any:
         """Run on the shared loop; block this (host) thread until it is done or cancelled."""
 

@@ -140,9 +140,13 @@ class SlotBreaker:
             self._cb.half_open()
             self.clean = False
         trial = self.trial
-        if trial is not None and not (
-            trial.done or (trial.deadline is not None and now >= trial.deadline)
-        ):
+        expired_in_queue = (
+            trial is not None
+            and trial.started_at is None
+            and trial.deadline is not None
+            and now >= trial.deadline
+        )
+        if trial is not None and not (trial.done or expired_in_queue):
             return "circuit half-open: its one trial message is still in flight"
         self.trial = env
         env.trial = True

@@ -6,6 +6,8 @@ from typing import TYPE_CHECKING, Any
 
 from actors import ExecutionResult
 
+from ._async import SharedLoop
+
 if TYPE_CHECKING:
     from ._host import ThreadHost
 
@@ -37,8 +39,22 @@ class HostContext:
     def ask(
         self, path: str, message: Any, *, timeout: float | None = None, trace_id: str | None = None
     ) -> ExecutionResult:
+        if SharedLoop.is_loop_thread():
+            msg = (
+                "self.context.ask() blocks, and this handler runs on the event loop every async "
+                "agent shares: use `await self.context.ask_async(...)` in an async handler"
+            )
+            raise RuntimeError(msg)
         runtime = self._host.slot.runtime
         return runtime.ask(self._host.current, self.path, path, message, timeout, trace_id)
+
+    async def ask_async(
+        self, path: str, message: Any, *, timeout: float | None = None, trace_id: str | None = None
+    ) -> ExecutionResult:
+        runtime = self._host.slot.runtime
+        return await runtime.ask_async(
+            self._host.current, self.path, path, message, timeout, trace_id
+        )
 
     def tell(self, path: str, message: Any, *, trace_id: str | None = None) -> None:
         runtime = self._host.slot.runtime

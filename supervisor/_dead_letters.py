@@ -10,6 +10,8 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict
 
+from actors._redaction import redact_text
+
 from ._events import emit
 
 __all__ = ["DeadLetter", "DeadLetterOffice"]
@@ -59,7 +61,7 @@ class DeadLetterOffice:
             message_id=message_id,
             trace_id=trace_id,
             attempts=attempts,
-            error=error,
+            error=redact_text(error) if error is not None else None,
             at=time.time(),
         )
         with self._lock:

@@ -29,7 +29,8 @@ class Envelope:
     waits for the answer (None: never expires); origin: the slot it was sent to (owner of the
     fallback chain); stage: -1 while with the primary, i while with fallback i; attempts:
     deliveries to the primary; chain: paths blocked in asks waiting on this message (cycle
-    detection); trial: admitted as a breaker's half-open trial; done: answered or discarded."""
+    detection); trial: admitted as a breaker's half-open trial; done: answered or discarded;
+    dead_lettered: recorded in the dead-letter office (once)."""
 
     message: Any
     reply: Reply | None
@@ -42,6 +43,7 @@ class Envelope:
     attempts: int = 0
     trial: bool = False
     done: bool = False
+    dead_lettered: bool = False
     started_at: float | None = None
     fallback_reason: str | None = None
     errors: list[str] = field(default_factory=list)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 __all__ = [
     "HivekeeperError",
+    "SupervisorUnavailableError",
     "SystemNotRunningError",
     "TreeStartError",
     "UnknownPathError",
@@ -37,3 +38,8 @@ class SystemNotRunningError(HivekeeperError, RuntimeError):
 
 class TreeStartError(HivekeeperError, RuntimeError):
     """The tree could not be started (its root exhausted its restart budget while starting)."""
+
+
+class SupervisorUnavailableError(HivekeeperError, RuntimeError):
+    """start_child / stop_child on a supervisor that is not running (it gave up and is waiting
+    for its parent, the tree failed, it is shutting down), or that did not answer in time."""

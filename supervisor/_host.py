@@ -48,9 +48,14 @@ _FAILING = frozenset(
 
 
 def describe(exc: BaseException) -> str:
-    """A readable one-line error for callers and health, with secrets masked."""
-    text = str(exc)
-    return redact_text(f"{type(exc).__name__}: {text}") if text else type(exc).__name__
+    """A readable one-line error for callers and health, with secrets masked. Never raises
+    (an exception's __str__ is user code too)."""
+    name = type(exc).__name__
+    try:
+        text = str(exc)
+    except Exception:  # noqa: BLE001 - an unprintable exception is still a crash
+        return f"{name}: <unprintable exception>"
+    return redact_text(f"{name}: {text}") if text else name
 
 
 class ThreadHost(pykka.ThreadingActor):
@@ -101,18 +106,22 @@ class ThreadHost(pykka.ThreadingActor):
         except pykka.ActorDeadError:
             self._report(Stopped(self.slot, self.gen))
 
-    def abandon(self) -> None:
-        """Give up on this host: it will never answer again; its thread ends when it can."""
+    def abandon(self) -> Envelope | None:
+        """Give up on this host: it will never answer again; its thread ends when it can.
+        Returns the message it was running, if any, now the caller's to answer (taken under
+        the slot lock: the host can no longer answer it, so nobody answers it twice)."""
         with self.slot.lock:
             if self.abandoned:
-                return
+                return None
             self.abandoned = True
             running = not self.finished
+            in_flight = None if self.hung else self.current
+            self.current = None
         self.slot.detach(self)
         if running:
-            self.slot.stats.abandoned_total += 1
-            self.slot.stats.abandoned_running += 1
+            self.slot.stats.count_abandoned(+1, new=True)
         self.request_stop()
+        return in_flight
 
     def attach_async(self, future: Any) -> None:
         """Record (or clear) the running async handler's future. The watchdog may have found
@@ -187,7 +196,11 @@ class ThreadHost(pykka.ThreadingActor):
 
     def on_receive(self, message: Any) -> Any:
         if message == _WAKE:
-            self._drain()
+            try:
+                self._drain()
+            except BaseException as exc:  # noqa: BLE001 - a bug outside the handler (answering, a
+                # callback, stats) must not stop this thread while the slot still routes to it
+                self._crash(self.current, exc)
         return None
 
     def on_stop(self) -> None:
@@ -201,7 +214,7 @@ class ThreadHost(pykka.ThreadingActor):
             self._finish_locked()
             was_abandoned = self.abandoned
         if was_abandoned:
-            self.slot.stats.abandoned_running -= 1
+            self.slot.stats.count_abandoned(-1)
         if orderly:
             self._report(Stopped(self.slot, self.gen))
 
@@ -236,10 +249,6 @@ class ThreadHost(pykka.ThreadingActor):
                     outcome = self._invoke(env)
         except BaseException as exc:  # noqa: BLE001 - let it crash, but only this actor
             current_message.reset(token)
-            if self.hung or self.abandoned:
-                with slot.lock:
-                    self.current = None
-                return False  # cancelled or failed after the deadline: already answered
             self._crash(env, exc)
             return False
         elapsed = time.perf_counter() - started
@@ -321,7 +330,7 @@ class ThreadHost(pykka.ThreadingActor):
         fallback chain or the caller."""
         slot = self.slot
         status = outcome.status
-        error = outcome.error or status.value
+        error = redact_text(outcome.error or status.value)
         slot.stats.failed(status.value, error)
         breaker = slot.breaker
         counts = breaker is not None and (
@@ -350,16 +359,25 @@ class ThreadHost(pykka.ThreadingActor):
             return False
         return breaker.record_failure(env, exc)
 
-    def _crash(self, env: Envelope, exc: BaseException) -> None:
+    def _crash(self, env: Envelope | None, exc: BaseException) -> None:
+        """This instance crashed (env: the message it was handling, if any). If the watchdog
+        or the supervisor already gave up on it (hung, abandoned), that message is theirs to
+        answer and this is only the late end of an abandoned thread."""
         slot = self.slot
         error = describe(exc)
         with slot.lock:
-            self.crashed = True
+            late = self.hung or self.abandoned or self.crashed
             self.current = None
-            if slot.host is self:
-                slot.host = None
-                slot.state = SlotState.RESTARTING
-            tripped = self._breaker_failure(env, exc)
+            if late:
+                tripped = False
+            else:
+                self.crashed = True
+                if slot.host is self:
+                    slot.host = None
+                    slot.state = SlotState.RESTARTING
+                tripped = env is not None and self._breaker_failure(env, exc)
+        if late:  # the thread ends once the supervisor's stop message arrives
+            return
         slot.stats.failed("crash", error)
         emit(
             "agent_crashed",
@@ -369,8 +387,8 @@ class ThreadHost(pykka.ThreadingActor):
             path=slot.path,
             agent_id=slot.id,
             reason=error,
-            trace_id=env.trace_id,
-            message_id=env.msg_id,
+            trace_id=env.trace_id if env is not None else None,
+            message_id=env.msg_id if env is not None else None,
         )
         if tripped:
             slot.divert_queue(

@@ -11,12 +11,23 @@ import threading
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
+from actors._events import emit
+
 if TYPE_CHECKING:
     from actors import ExecutionResult
 
     from ._clock import Clock
 
 __all__ = ["Reply"]
+
+
+def _run(callback: Callable[[ExecutionResult], None], result: ExecutionResult) -> None:
+    """A waiter's callback (an asyncio bridge, a fake-clock waker) must never break the thread
+    that answers: an agent's host."""
+    try:
+        callback(result)
+    except Exception:  # noqa: BLE001 - e.g. call_soon_threadsafe on a loop that has closed
+        emit("reply_callback_failed", level="warning", reason="a waiter's callback raised")
 
 
 class Reply:
@@ -48,7 +59,7 @@ class Reply:
         self._gate.release()
         if callbacks:
             for callback in callbacks:
-                callback(result)
+                _run(callback, result)
         return True
 
     def add_done_callback(self, callback: Callable[[ExecutionResult], None]) -> None:
@@ -60,7 +71,7 @@ class Reply:
                 self._callbacks.append(callback)
                 return
             result = self._result
-        callback(result)
+        _run(callback, result)
 
     def wait(self, clock: Clock, deadline: float | None) -> bool:
         """Block until answered or until `deadline` on `clock`; True when answered."""

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import random
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -33,6 +33,9 @@ class Runtime:
     default_timeout: float
     ask: Callable[[Envelope | None, str, str, Any, float | None, str | None], ExecutionResult]
     tell: Callable[[Envelope | None, str, str, Any, str | None], None]
+    ask_async: Callable[
+        [Envelope | None, str, str, Any, float | None, str | None], Awaitable[ExecutionResult]
+    ]
     rng: random.Random = field(default_factory=random.Random)
     tracing: Tracing | None = None
 

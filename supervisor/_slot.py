@@ -75,6 +75,8 @@ def give_up(
 ) -> None:
     """Stage `at` could not answer env: pass it to the next fallback of its origin, or answer
     the caller with the first failure's status and reason, and every stage's error."""
+    if env.done:
+        return  # answered already (someone else won); never answer twice
     origin = env.origin
     if env.trial and origin.breaker is not None:
         with origin.lock:
@@ -100,7 +102,8 @@ def give_up(
                 )
             origin.fallbacks[nxt].submit(env)
             return
-    if env.reply is None:  # a tell nobody could handle: never dropped silently
+    if env.reply is None and not env.dead_lettered:  # a tell nobody could handle: never dropped
+        env.dead_lettered = True  # silently, and counted once
         origin.runtime.dead_letters.post(
             path=origin.path,
             reason=str(env.first_status.value),
@@ -152,6 +155,7 @@ class AgentSlot:
         self.state = SlotState.STARTING
         self.stats = SlotStats()
         self.fallbacks: tuple[AgentSlot, ...] = ()
+        self.retrying: set[Envelope] = set()  # crashed messages waiting to be re-delivered
         self.breaker = (
             SlotBreaker(spec.breaker, runtime.clock, path, self._breaker_changed)
             if spec.breaker is not None
@@ -212,28 +216,40 @@ class AgentSlot:
                 self.stats.failed("rejected", None)
             give_up(env, divert[0], divert[1], self.path, divert[2])
 
-    def redeliver(self, env: Envelope) -> None:
-        """Put a message that crashed its handler back at the head of the queue (a retry)."""
-        wake: ThreadHost | None = None
+    def hold_for_retry(self, env: Envelope) -> None:
+        """env waits (for its retry backoff) to be re-delivered; until then it is this slot's
+        to answer if the slot closes (shutdown, removal, tree failure)."""
         with self.lock:
-            if self.state in _CLOSED:
-                accepted = False
+            self.retrying.add(env)
+
+    def redeliver(self, env: Envelope) -> None:
+        """Put a message that crashed its handler back at the head of the queue (a retry).
+        A retry is a delivery like any other: an open breaker keeps it from the primary."""
+        wake: ThreadHost | None = None
+        refused: tuple[ExecutionStatus, str, FailureReason] | None = None
+        with self.lock:
+            self.retrying.discard(env)
+            if env.done:
+                return
+            closed_because = self._unavailable(self.state) if self.state in _CLOSED else None
+            open_because = (
+                self.breaker.admit(env)
+                if self.breaker is not None and closed_because is None
+                else None
+            )
+            if closed_because is not None:
+                refused = (ExecutionStatus.FAILURE, closed_because, FailureReason.UNAVAILABLE)
+            elif open_because is not None:
+                refused = (ExecutionStatus.REJECTED, open_because, FailureReason.BREAKER_OPEN)
             else:
-                accepted = True
                 self.queue.appendleft(env)
                 if not self.wake_pending and self.host is not None:
                     self.wake_pending = True
                     wake = self.host
         if wake is not None:
             wake.wake()
-        if not accepted:
-            give_up(
-                env,
-                ExecutionStatus.FAILURE,
-                self._unavailable(self.state),
-                self.path,
-                FailureReason.UNAVAILABLE,
-            )
+        if refused is not None:
+            give_up(env, refused[0], refused[1], self.path, refused[2])
 
     def take(self, host: ThreadHost) -> tuple[Envelope | None, float | None]:
         """The next message for `host`, made its current message, and the deadline at which
@@ -329,6 +345,9 @@ class AgentSlot:
             drained = list(self.queue) if drain else []
             if drain:
                 self.queue.clear()
+            if state in _CLOSED:  # retries waiting for their backoff will not happen now
+                drained.extend(self.retrying)
+                self.retrying.clear()
         why = reason or self._unavailable(state)
         for env in drained:
             give_up(env, ExecutionStatus.FAILURE, why, self.path, FailureReason.UNAVAILABLE)
@@ -366,7 +385,7 @@ class AgentSlot:
         )
 
     def _dead_letter(self, env: Envelope, reason: str, error: str) -> None:
-        env.done = True
+        env.dead_lettered = True
         self.runtime.dead_letters.post(
             path=self.path,
             reason=reason,

@@ -3,10 +3,13 @@ without asking any actor anything."""
 
 from __future__ import annotations
 
+import threading
 import time
 from bisect import bisect_left
 from collections import Counter, deque
 from dataclasses import dataclass, field
+
+from actors._redaction import redact_text
 
 __all__ = ["LATENCY_BUCKETS", "LatencyHistogram", "SlotStats", "percentile"]
 
@@ -83,7 +86,17 @@ class SlotStats:
             hist = self.histograms[status] = LatencyHistogram()
         hist.observe(seconds)
 
+    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+
     def failed(self, kind: str, error: str | None) -> None:
-        self.failures[kind] += 1
-        if error is not None:
-            self.last_error = error
+        """Count a failure (from any thread); the error shown in health has secrets masked."""
+        with self._lock:
+            self.failures[kind] += 1
+            if error is not None:
+                self.last_error = redact_text(error)
+
+    def count_abandoned(self, delta: int, new: bool = False) -> None:
+        with self._lock:
+            self.abandoned_running += delta
+            if new:
+                self.abandoned_total += 1

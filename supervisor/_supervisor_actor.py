@@ -15,15 +15,12 @@ A new incarnation (its parent restarted it) starts with a fresh restart budget.
 
 from __future__ import annotations
 
-import contextlib
-from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 import pykka
 
 from actors import ExecutionStatus, FailureReason
 from strategies import (
-    BackoffState,
     ChildInfo,
     ExitKind,
     RestartWindow,
@@ -31,8 +28,12 @@ from strategies import (
     plan_exit,
 )
 
+from ._child_lifecycle import ChildLifecycle
+from ._child_record import ChildRecord
 from ._events import emit
-from ._host import ThreadHost
+from ._exceptions import SupervisorUnavailableError
+from ._exit_answers import answer_exit
+from ._host import describe
 from ._node import (
     Adopt,
     Exited,
@@ -45,49 +46,16 @@ from ._node import (
     SupervisorNode,
     TimerFired,
 )
-from ._slot import AgentSlot, SlotState, give_up
+from ._slot import AgentSlot, give_up
 
 if TYPE_CHECKING:
     from ._envelope import Envelope
-    from ._scheduler import Timer
     from ._tree import TreeIndex
 
 __all__ = ["SupervisorActor"]
 
-_AFTER_STOP = {
-    "restart": SlotState.RESTARTING,
-    "escalate": SlotState.DOWN,
-    "shutdown": SlotState.STOPPED,
-    "remove": SlotState.REMOVED,
-    "fail": SlotState.FAILED,
-}
 
-
-@dataclass(eq=False)
-class _Child:
-    """phase: down | starting | running | stopping (what is); want: run | stop | remove (what
-    should be); restart_pending: stop it, then start it again (a sibling's group restart)."""
-
-    node: AgentSlot | SupervisorNode
-    gen: int = 0
-    phase: str = "down"
-    want: str = "run"
-    restart_pending: bool = False
-    purpose: str = "restart"
-    not_before: float | None = None
-    backoff: BackoffState = field(default_factory=BackoffState)
-    timer: Timer | None = None
-    host: ThreadHost | None = None
-    started_waiters: list[Any] = field(default_factory=list)  # start_child futures
-    removed_waiters: list[Any] = field(default_factory=list)  # stop_child futures
-
-    @property
-    def id(self) -> str:
-        """The key decisions use: the path (fallback ids repeat across primaries)."""
-        return self.node.path
-
-
-class SupervisorActor(pykka.ThreadingActor):
+class SupervisorActor(ChildLifecycle, pykka.ThreadingActor):
     use_daemon_thread = True
 
     def __init__(self, node: SupervisorNode, gen: int, tree: TreeIndex) -> None:
@@ -102,7 +70,7 @@ class SupervisorActor(pykka.ThreadingActor):
         self.mode = "starting"  # starting | running | terminating | dead
         self.purpose = "shutdown"
         self.reason: str | None = None
-        self.children = [_Child(c) for c in node.children]
+        self.children = [ChildRecord(c) for c in node.children]
         self._deferred: list[tuple[Any, ExitKind, Envelope | None, str | None]] = []
 
     @classmethod
@@ -113,6 +81,9 @@ class SupervisorActor(pykka.ThreadingActor):
         actor._start_actor_loop()
         actor.actor_ref.tell(Reconcile())
         return actor
+
+    def _spawn_supervisor(self, node: SupervisorNode, gen: int) -> None:
+        SupervisorActor.launch(node, gen, self.tree)
 
     # -- messages ----------------------------------------------------------------------------
 
@@ -126,7 +97,7 @@ class SupervisorActor(pykka.ThreadingActor):
     def _internal_error(self, exc: Exception) -> None:
         """A bug or a broken hook inside the supervisor: like an OTP supervisor crashing, it
         gives up on its children and escalates, so its parent restarts the subtree."""
-        reason = f"supervisor {self.node.path} crashed: {type(exc).__name__}: {exc}"
+        reason = f"supervisor {self.node.path} crashed: {describe(exc)}"
         emit(
             "supervisor_crashed",
             level="error",
@@ -152,6 +123,9 @@ class SupervisorActor(pykka.ThreadingActor):
         if self.mode == "dead":
             if isinstance(message, Exited):
                 self._answer_failed(message.child, message.kind, message.env, message.error)
+            elif isinstance(message, (StartChild, StopChild)) and not message.future.done():
+                gone = SupervisorUnavailableError(f"supervisor {self.node.path} has stopped")
+                message.future.set_exception(gone)
             return None
         if isinstance(message, Started):
             self._on_started(message)
@@ -172,7 +146,7 @@ class SupervisorActor(pykka.ThreadingActor):
         self._reconcile()
         return None
 
-    def _find(self, node: Any, gen: int) -> _Child | None:
+    def _find(self, node: Any, gen: int) -> ChildRecord | None:
         for rec in self.children:
             if rec.node is node:
                 return rec if rec.gen == gen else None
@@ -184,15 +158,7 @@ class SupervisorActor(pykka.ThreadingActor):
             return
         rec.phase = "running"
         self._cancel(rec)
-        emit(
-            "child_started",
-            supervisor=self.node.path,
-            child=rec.node.id,
-            path=rec.node.path,
-            agent_id=rec.node.id,
-            reason=None,
-            generation=rec.gen,
-        )
+        self._event("child_started", rec, reason=None, generation=rec.gen)
         for fut in rec.started_waiters:
             if not fut.done():
                 fut.set_result(rec.node.path)
@@ -205,25 +171,15 @@ class SupervisorActor(pykka.ThreadingActor):
             return
         was = rec.phase
         rec.phase = "down"
+        rec.restart_pending = False  # it is down now: the plan below decides its restart
         self._cancel(rec)
         if msg.kind is ExitKind.HANG and rec.host is not None:
             rec.host.abandon()
-            emit(
-                "child_abandoned",
-                level="warning",
-                supervisor=self.node.path,
-                child=rec.node.id,
-                path=rec.node.path,
-                agent_id=rec.node.id,
-                reason=msg.error,
-            )
-        emit(
+            self._event("child_abandoned", rec, level="warning", reason=msg.error)
+        self._event(
             "child_exited",
+            rec,
             level="info" if msg.kind is ExitKind.NORMAL else "warning",
-            supervisor=self.node.path,
-            child=rec.node.id,
-            path=rec.node.path,
-            agent_id=rec.node.id,
             reason=msg.error,
             exit=msg.kind.value,
         )
@@ -238,7 +194,7 @@ class SupervisorActor(pykka.ThreadingActor):
         else:
             self._answer_failed(msg.child, msg.kind, msg.env, msg.error)
 
-    def _plan(self, rec: _Child, kind: ExitKind, error: str | None) -> None:
+    def _plan(self, rec: ChildRecord, kind: ExitKind, error: str | None) -> None:
         now = self.clock.now()
         infos = [ChildInfo(r.id, r.node.spec.restart) for r in self.children]
         plan = plan_exit(self.strategy, infos, rec.id, kind, self.window.prune(now))
@@ -264,16 +220,18 @@ class SupervisorActor(pykka.ThreadingActor):
         by_id = {r.id: r for r in self.children}
         for cid in plan.stop:
             sib = by_id[cid]
-            if sib.phase in ("running", "starting"):
+            if sib.phase in ("running", "starting") and sib.want != "remove":
                 sib.restart_pending = True
         for cid in plan.remove:
             by_id[cid].want = "remove"
+        # a child being removed (stop_child) stays removed, whatever its siblings do
+        restarting = [cid for cid in plan.restart if by_id[cid].want != "remove"]
         delay = 0.0
         if plan.restart and self.strategy.backoff is not None:
             delay, rec.backoff = next_backoff(
                 self.strategy.backoff, rec.backoff, now, self.runtime.rng.random()
             )
-        for cid in plan.restart:
+        for cid in restarting:
             target = by_id[cid]
             target.want = "run"
             target.not_before = now + delay if delay > 0 else None
@@ -281,20 +239,17 @@ class SupervisorActor(pykka.ThreadingActor):
                 target.node.stats.restarts += 1
             else:
                 target.node.restarts += 1
-        if rec.id in plan.restart:
-            emit(
+        if rec.id in restarting:
+            self._event(
                 "child_restarting",
-                supervisor=self.node.path,
-                child=rec.node.id,
-                path=rec.node.path,
-                agent_id=rec.node.id,
+                rec,
                 reason=error,
                 delay=delay,
                 strategy=self.strategy.name,
-                group=list(plan.restart),
+                group=restarting,
             )
             self._set_down(rec, "backoff" if delay > 0 else "restart")
-        elif rec.id in plan.remove:
+        elif rec.want == "remove":  # temporary, or a stop_child in progress: removed once down
             self._set_down(rec, "remove")
         else:
             rec.want = "stop"
@@ -308,17 +263,10 @@ class SupervisorActor(pykka.ThreadingActor):
             return
         rec.phase = "down"
         self._cancel(rec)
-        emit(
-            "child_stopped",
-            supervisor=self.node.path,
-            child=rec.node.id,
-            path=rec.node.path,
-            agent_id=rec.node.id,
-            reason=rec.purpose,
-        )
+        self._event("child_stopped", rec, reason=rec.purpose)
         self._after_stop(rec)
 
-    def _after_stop(self, rec: _Child) -> None:
+    def _after_stop(self, rec: ChildRecord) -> None:
         """A child is down after a stop we asked for (or it crashed while stopping)."""
         if self.mode == "terminating":
             purpose = self.purpose
@@ -339,8 +287,7 @@ class SupervisorActor(pykka.ThreadingActor):
             self._on_exited(Exited(rec.node, rec.gen, ExitKind.HANG, None, error))
         elif msg.what == "shutdown_timeout" and rec.phase == "stopping":
             if rec.host is not None:
-                current = rec.host.current
-                rec.host.abandon()
+                current = rec.host.abandon()  # the message it was still running, if any
                 if current is not None:
                     give_up(
                         current,
@@ -349,35 +296,29 @@ class SupervisorActor(pykka.ThreadingActor):
                         rec.node.path,
                         FailureReason.DEADLINE,
                     )
-            emit(
-                "child_abandoned",
-                level="warning",
-                supervisor=self.node.path,
-                child=rec.node.id,
-                path=rec.node.path,
-                agent_id=rec.node.id,
-                reason="shutdown_timeout",
-            )
+            self._event("child_abandoned", rec, level="warning", reason="shutdown_timeout")
             rec.phase = "down"
             self._after_stop(rec)
 
     def _on_start_child(self, msg: StartChild) -> None:
         if self.mode == "terminating":
-            msg.future.set_exception(RuntimeError(f"{self.node.path} is shutting down"))
+            msg.future.set_exception(
+                SupervisorUnavailableError(f"{self.node.path} is shutting down")
+            )
             return
         try:
             node = self.tree.add_child(self.node, msg.spec)
         except Exception as exc:  # noqa: BLE001 - reported to the caller, never crashes us
             msg.future.set_exception(exc)
             return
-        rec = _Child(node)
+        rec = ChildRecord(node)
         rec.started_waiters.append(msg.future)
         self.children.append(rec)
 
     def _on_adopt(self, msg: Adopt) -> None:
         """Supervise nodes the tree index already created (fallbacks of a new child)."""
         if self.mode != "terminating":
-            self.children.extend(_Child(n) for n in msg.nodes)
+            self.children.extend(ChildRecord(n) for n in msg.nodes)
 
     def _on_stop_child(self, msg: StopChild) -> None:
         for rec in self.children:
@@ -421,95 +362,6 @@ class SupervisorActor(pykka.ThreadingActor):
             self.node.state = "running"
             self.node.report(Started(self.node, self.gen))
 
-    def _start_child(self, rec: _Child) -> None:
-        rec.not_before = None
-        rec.phase = "starting"
-        node = rec.node
-        if isinstance(node, AgentSlot):
-            rec.gen = node.new_generation()
-            node.set_state(SlotState.STARTING)
-            rec.host = ThreadHost.launch(node, rec.gen)
-            timeout = node.spec.start_timeout
-        else:
-            node.generation += 1
-            rec.gen = node.generation
-            SupervisorActor.launch(node, rec.gen, self.tree)
-            timeout = None
-        if timeout is not None:
-            self._arm(rec, "start_timeout", timeout)
-
-    def _stop_child(self, rec: _Child) -> None:
-        purpose = (
-            self.purpose
-            if self.mode == "terminating"
-            else (
-                "restart"
-                if rec.restart_pending
-                else ("remove" if rec.want == "remove" else "shutdown")
-            )
-        )
-        rec.purpose = purpose
-        rec.phase = "stopping"
-        node = rec.node
-        emit(
-            "child_stopping",
-            supervisor=self.node.path,
-            child=node.id,
-            path=node.path,
-            agent_id=node.id,
-            reason=purpose,
-        )
-        if isinstance(node, AgentSlot):
-            state = SlotState.DOWN if purpose == "escalate" else SlotState.STOPPING
-            host = rec.host
-            if host is not None:
-                node.detach(host)
-                node.set_state(state)
-                host.request_stop()
-            else:
-                node.set_state(state)
-            self._arm(rec, "shutdown_timeout", node.spec.shutdown_timeout)
-        else:
-            node.state = "terminating"
-            node.post(Shutdown(purpose))
-            if node.spec.shutdown_timeout is not None:
-                self._arm(rec, "shutdown_timeout", node.spec.shutdown_timeout)
-
-    def _set_down(self, rec: _Child, purpose: str) -> None:
-        node = rec.node
-        if isinstance(node, AgentSlot):
-            state = (
-                SlotState.BACKOFF
-                if purpose == "backoff"
-                else _AFTER_STOP.get(purpose, SlotState.RESTARTING)
-            )
-            reason = {
-                "shutdown": f"agent stopped: {self.node.path} shut down",
-                "remove": "agent removed (stop_child)",
-                "fail": "the supervision tree failed",
-            }.get(purpose)
-            node.set_state(state, reason)
-        elif purpose in ("shutdown", "remove"):
-            node.state = "stopped"
-
-    def _remove(self, rec: _Child) -> None:
-        self.children.remove(rec)
-        self._set_down(rec, "remove")
-        self.tree.remove_child(self.node, rec.node)
-        emit(
-            "child_removed",
-            supervisor=self.node.path,
-            child=rec.node.id,
-            path=rec.node.path,
-            agent_id=rec.node.id,
-            reason=rec.purpose,
-        )
-        self._resolve(rec, RuntimeError(f"{rec.node.path} was removed before it started"))
-        for fut in rec.removed_waiters:
-            if not fut.done():
-                fut.set_result(None)
-        rec.removed_waiters.clear()
-
     def _terminate(self, purpose: str, reason: str | None) -> None:
         if self.mode == "terminating":
             return
@@ -522,10 +374,8 @@ class SupervisorActor(pykka.ThreadingActor):
         self.mode = "dead"
         node = self.node
         for rec in self.children:
-            self._resolve(rec, RuntimeError(f"{node.path} stopped before {rec.id} started"))
-            for fut in rec.removed_waiters:
-                if not fut.done():
-                    fut.set_result(None)
+            rec.resolve_started(RuntimeError(f"{node.path} stopped before {rec.id} started"))
+            rec.resolve_removed()
         if self.purpose == "escalate":
             node.state = "down"
             node.escalations += 1
@@ -555,89 +405,7 @@ class SupervisorActor(pykka.ThreadingActor):
     def _answer_failed(
         self, child: Any, kind: ExitKind, env: Envelope | None, error: str | None
     ) -> None:
-        """Answer the message that crashed or hung a child: retry it, quarantine it, pass it
-        to the fallback chain, or answer FAILURE/TIMEOUT."""
-        if env is None or env.done:
-            return
-        error = error or kind.value
-        if not isinstance(child, AgentSlot):
-            give_up(
-                env,
-                ExecutionStatus.FAILURE,
-                error,
-                getattr(child, "path", "?"),
-                FailureReason.CRASH,
-            )
-            return
-        spec = child.spec
-        if kind is ExitKind.CRASH and env.stage < 0 and spec.retries > 0:
-            if env.attempts <= spec.retries and child.state not in (
-                SlotState.REMOVED,
-                SlotState.FAILED,
-            ):
-                delay = 0.0
-                if spec.backoff is not None:
-                    delay = spec.backoff.delay(env.attempts - 1, self.runtime.rng.random())
-                emit(
-                    "message_retrying",
-                    path=child.path,
-                    agent_id=child.id,
-                    reason=error,
-                    attempt=env.attempts,
-                    delay=delay,
-                    trace_id=env.trace_id,
-                    message_id=env.msg_id,
-                )
-                if delay > 0:
-                    self.runtime.scheduler.call_later(delay, lambda: child.redeliver(env))
-                else:
-                    child.redeliver(env)
-                return
-            self.runtime.dead_letters.post(
-                path=child.path,
-                reason="poison",
-                message=env.message,
-                message_id=env.msg_id,
-                trace_id=env.trace_id,
-                attempts=env.attempts,
-                error=error,
-            )
-            emit(
-                "message_quarantined",
-                level="warning",
-                path=child.path,
-                agent_id=child.id,
-                reason=error,
-                attempts=env.attempts,
-                trace_id=env.trace_id,
-                message_id=env.msg_id,
-            )
-        if kind is ExitKind.HANG:
-            give_up(env, ExecutionStatus.TIMEOUT, error, child.path, FailureReason.DEADLINE)
-        else:
-            give_up(env, ExecutionStatus.FAILURE, error, child.path, FailureReason.CRASH)
-
-    @staticmethod
-    def _resolve(rec: _Child, error: Exception) -> None:
-        for fut in rec.started_waiters:
-            if not fut.done():
-                fut.set_exception(error)
-        rec.started_waiters.clear()
-
-    def _arm(self, rec: _Child, what: str, seconds: float) -> None:
-        gen = rec.gen
-        rec.timer = self.runtime.scheduler.call_later(
-            seconds, lambda: self._post(TimerFired(what, rec.node, gen))
-        )
-
-    def _cancel(self, rec: _Child) -> None:
-        if rec.timer is not None:
-            rec.timer.cancel()
-            rec.timer = None
-
-    def _post(self, message: Any) -> None:
-        with contextlib.suppress(pykka.ActorDeadError):
-            self.actor_ref.tell(message)
+        answer_exit(self.runtime, child, kind, env, error)
 
     def restarts_in_window(self) -> int:
         """For health snapshots (another thread): counts without changing the window."""

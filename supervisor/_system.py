@@ -1,37 +1,27 @@
-"""System: a running supervision tree, and start(), which makes one.
-
-ask() never raises for anything an agent did: every ask ends with an ExecutionResult by its
-deadline. It raises only for caller mistakes: an unknown path (UnknownPathError), a system
-that is not running (SystemNotRunningError), a bad timeout (ValueError).
-"""
+"""System: a running supervision tree (its lifecycle, dynamic children and inspection; the
+ask / tell API is in _asking.py), and start(), which makes one."""
 
 from __future__ import annotations
 
-import asyncio
 import random
 import threading
 from concurrent.futures import Future
 from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
-import structlog
-
-from actors import ExecutionResult, ExecutionStatus, FailureReason
-from actors._current import current_message
 from strategies import ExitKind
 
+from ._asking import Asking
 from ._clock import Clock, MonotonicClock
 from ._dead_letters import DeadLetter, DeadLetterOffice
-from ._envelope import Envelope, new_trace_id
 from ._events import emit
-from ._exceptions import SystemNotRunningError, TreeStartError
+from ._exceptions import SupervisorUnavailableError, SystemNotRunningError, TreeStartError
 from ._health import TreeHealth, snapshot
 from ._node import Exited, Shutdown, StartChild, Started, StopChild, Stopped, SupervisorNode
 from ._otel import Tracing
-from ._reply import Reply
 from ._runtime import Runtime
 from ._scheduler import Scheduler
-from ._slot import AgentSlot, SlotState
+from ._slot import SlotState
 from ._spec import ChildSpec, Supervisor
 from ._supervisor_actor import SupervisorActor
 from ._tree import TreeIndex
@@ -42,28 +32,7 @@ if TYPE_CHECKING:
 __all__ = ["System", "start"]
 
 
-_ACCEPTING = frozenset({"starting", "running", "failed"})
-
-
-def _ambient_trace() -> str:
-    """The trace of the message this thread is handling, else one bound with structlog's
-    contextvars (e.g. by a web request), else a new one."""
-    ctx = current_message.get()
-    if ctx is not None:
-        return ctx.trace_id
-    bound = structlog.contextvars.get_contextvars().get("trace_id")
-    return str(bound) if bound else new_trace_id()
-
-
-def _timeout_error(env: Envelope, path: str, timeout: float, clock: Clock) -> str:
-    if env.started_at is None:
-        where = "the message was still queued"
-    else:
-        where = f"its handler had been running for {clock.now() - env.started_at:.3g}s"
-    return f"no answer from {path} within {timeout:g}s ({where})"
-
-
-class System:
+class System(Asking):
     """A running tree. Use as a context manager, or call shutdown()."""
 
     def __init__(
@@ -89,6 +58,7 @@ class System:
             default_timeout=default_timeout,
             ask=self._ask,
             tell=self._tell,
+            ask_async=self._ask_async,
             rng=random.Random(seed),
             tracing=_make_tracing(tracing),
         )
@@ -220,182 +190,6 @@ class System:
     ) -> None:
         self.shutdown()
 
-    # -- asking ----------------------------------------------------------------------------
-
-    def ask(
-        self,
-        path: str,
-        message: Any,
-        *,
-        timeout: float | None = None,
-        trace_id: str | None = None,
-    ) -> ExecutionResult:
-        """Send and wait for the answer, at most `timeout` seconds (default: the system's
-        default_timeout). Returns an ExecutionResult whatever the agent did."""
-        return self._ask(None, None, path, message, timeout, trace_id)
-
-    def ask_future(
-        self,
-        path: str,
-        message: Any,
-        *,
-        timeout: float | None = None,
-        trace_id: str | None = None,
-    ) -> PendingAsk:
-        """Send now; wait later with .result(). Same semantics as ask()."""
-        env, early = self._prepare(None, None, path, message, timeout, trace_id)
-        return PendingAsk(self, env, early, path, self._timeout_of(None, timeout))
-
-    async def ask_async(
-        self,
-        path: str,
-        message: Any,
-        *,
-        timeout: float | None = None,
-        trace_id: str | None = None,
-    ) -> ExecutionResult:
-        """ask() for code running in an event loop: never blocks the loop."""
-        env, early = self._prepare(None, None, path, message, timeout, trace_id)
-        if early is not None:
-            return early
-        assert env is not None
-        assert env.reply is not None
-        loop = asyncio.get_running_loop()
-        waiter: asyncio.Future[ExecutionResult] = loop.create_future()
-
-        def settle(result: ExecutionResult) -> None:
-            if not waiter.done():
-                waiter.set_result(result)
-
-        def deliver(result: ExecutionResult) -> None:
-            loop.call_soon_threadsafe(settle, result)
-
-        env.reply.add_done_callback(deliver)
-        seconds = self._timeout_of(None, timeout)
-        try:
-            return await asyncio.wait_for(asyncio.shield(waiter), seconds)
-        except TimeoutError:
-            return self._expire(env, path, seconds)
-
-    def tell(
-        self, path: str, message: Any, *, trace_id: str | None = None, ttl: float | None = None
-    ) -> None:
-        """Send without waiting. A tell that cannot be handled becomes a dead letter."""
-        self._send_tell(None, None, path, message, trace_id, ttl)
-
-    async def tell_async(self, path: str, message: Any, *, trace_id: str | None = None) -> None:
-        self.tell(path, message, trace_id=trace_id)
-
-    def _timeout_of(self, parent: Envelope | None, timeout: float | None) -> float:
-        if timeout is None:
-            if parent is not None and parent.deadline is not None:
-                return max(0.0, parent.deadline - self.clock.now())
-            return self._runtime.default_timeout
-        if not timeout > 0:
-            msg = f"timeout must be a positive number of seconds, got {timeout!r}"
-            raise ValueError(msg)
-        return float(timeout)
-
-    def _slot(self, path: str) -> AgentSlot:
-        if self.state in ("stopping", "stopped"):
-            msg = f"system {self.spec.id!r} is {self.state}"
-            raise SystemNotRunningError(msg)
-        return self._tree.slot(path)
-
-    def _prepare(
-        self,
-        parent: Envelope | None,
-        caller: str | None,
-        path: str,
-        message: Any,
-        timeout: float | None,
-        trace_id: str | None,
-    ) -> tuple[Envelope | None, ExecutionResult | None]:
-        slot = self._tree.slots.get(path) if self.state in _ACCEPTING else None
-        if slot is None:
-            slot = self._slot(path)  # raises the caller error
-        if parent is None:
-            if timeout is None:
-                seconds = self._runtime.default_timeout
-            else:
-                seconds = self._timeout_of(None, timeout)
-            chain: tuple[str, ...] = ()
-            trace = trace_id or _ambient_trace()
-        else:
-            seconds = self._timeout_of(parent, timeout)
-            chain = (*parent.chain, caller) if caller is not None else parent.chain
-            trace = trace_id or parent.trace_id
-        if chain and path in chain:
-            cycle = " -> ".join((*chain, path))
-            return None, ExecutionResult(
-                status=ExecutionStatus.TIMEOUT,
-                reason=FailureReason.ASK_CYCLE,
-                error=(
-                    f"ask cycle {cycle}: {path} is itself waiting in this chain, so the ask "
-                    "could only end at its deadline; answered at once instead"
-                ),
-                handled_by=None,
-                trace_id=trace,
-            )
-        env = Envelope(message, Reply(), self.clock.now() + seconds, slot, trace, chain)
-        if self._runtime.tracing is not None:
-            env.otel_context = self._runtime.tracing.capture()
-        slot.submit(env)
-        return env, None
-
-    def _ask(
-        self,
-        parent: Envelope | None,
-        caller: str | None,
-        path: str,
-        message: Any,
-        timeout: float | None,
-        trace_id: str | None = None,
-    ) -> ExecutionResult:
-        env, early = self._prepare(parent, caller, path, message, timeout, trace_id)
-        if early is not None:
-            return early
-        assert env is not None
-        assert env.reply is not None
-        if env.reply.wait(self.clock, env.deadline):
-            return env.reply.result  # type: ignore[return-value]
-        return self._expire(env, path, self._timeout_of(parent, timeout))
-
-    def _expire(self, env: Envelope, path: str, seconds: float) -> ExecutionResult:
-        result = ExecutionResult(
-            status=ExecutionStatus.TIMEOUT,
-            error=_timeout_error(env, path, seconds, self.clock),
-            reason=FailureReason.ASK_TIMEOUT,
-            handled_by=path,
-            attempts=env.attempts,
-            trace_id=env.trace_id,
-        )
-        assert env.reply is not None
-        env.reply.set(result)
-        return env.reply.result  # type: ignore[return-value]
-
-    def _tell(
-        self, parent: Envelope | None, caller: str, path: str, message: Any, trace_id: str | None
-    ) -> None:
-        self._send_tell(parent, caller, path, message, trace_id, None)
-
-    def _send_tell(
-        self,
-        parent: Envelope | None,
-        caller: str | None,
-        path: str,
-        message: Any,
-        trace_id: str | None,
-        ttl: float | None,
-    ) -> None:
-        slot = self._slot(path)
-        trace = trace_id or (parent.trace_id if parent is not None else None) or _ambient_trace()
-        deadline = self.clock.now() + ttl if ttl is not None else None
-        env = Envelope(message, None, deadline, slot, trace)
-        if self._runtime.tracing is not None:
-            env.otel_context = self._runtime.tracing.capture()
-        slot.submit(env)
-
     # -- dynamic children --------------------------------------------------------------------
 
     def start_child(
@@ -409,8 +203,9 @@ class System:
             raise TypeError(msg)
         self._tree.check_new_child(node, spec)
         future: Future[str] = Future()
-        node.post(StartChild(spec, future))
-        return future.result(timeout)
+        self._deliver(node, StartChild(spec, future))
+        path: str = self._outcome(future, timeout, f"start {spec.id} under {supervisor}")
+        return path
 
     def stop_child(self, path: str, *, timeout: float = 30.0) -> None:
         """Stop a child (it finishes its current message) and remove it: its path is unknown
@@ -422,8 +217,25 @@ class System:
             msg = f"{path} is not a child of a supervisor in this tree"
             raise ValueError(msg)
         future: Future[None] = Future()
-        parent.post(StopChild(child, future))
-        future.result(timeout)
+        self._deliver(parent, StopChild(child, future))
+        self._outcome(future, timeout, f"stop {path}")
+
+    @staticmethod
+    def _deliver(node: SupervisorNode, message: StartChild | StopChild) -> None:
+        """Hand a request to a supervisor's live incarnation, or fail at once."""
+        actor = node.actor
+        if actor is None or node.state not in ("starting", "running"):
+            msg = f"supervisor {node.path} is {node.state}; it cannot take {type(message).__name__}"
+            raise SupervisorUnavailableError(msg)
+        node.post(message)
+
+    @staticmethod
+    def _outcome(future: Future[Any], timeout: float, what: str) -> Any:
+        try:
+            return future.result(timeout)
+        except TimeoutError as exc:
+            msg = f"could not {what} within {timeout}s"
+            raise SupervisorUnavailableError(msg) from exc
 
     def _running_supervisor(self, path: str) -> SupervisorNode:
         if self.state in ("stopping", "stopped"):
@@ -459,40 +271,6 @@ class System:
 
     def paths(self) -> list[str]:
         return list(self._tree.slots)
-
-
-class PendingAsk:
-    """An ask in flight (from System.ask_future)."""
-
-    def __init__(
-        self,
-        system: System,
-        env: Envelope | None,
-        early: ExecutionResult | None,
-        path: str,
-        seconds: float,
-    ) -> None:
-        self._system = system
-        self._env = env
-        self._early = early
-        self._path = path
-        self._seconds = seconds
-
-    def done(self) -> bool:
-        return self._early is not None or (
-            self._env is not None and self._env.reply is not None and self._env.reply.done
-        )
-
-    def result(self) -> ExecutionResult:
-        """Wait for the answer; by the ask's deadline at the latest."""
-        if self._early is not None:
-            return self._early
-        env = self._env
-        assert env is not None
-        assert env.reply is not None
-        if env.reply.wait(self._system.clock, env.deadline):
-            return env.reply.result  # type: ignore[return-value]
-        return self._system._expire(env, self._path, self._seconds)
 
 
 def _make_tracing(tracing: bool | Any) -> Tracing | None:

@@ -26,7 +26,9 @@ def test_many_concurrent_asks_from_a_running_loop():
 
 def test_waiting_asks_never_block_the_loop():
     gate = Gate()
-    tree = Supervisor("root", children=[ChildSpec("slow", Blocking, args=(gate,)), ChildSpec("e", Echo)])
+    tree = Supervisor(
+        "root", children=[ChildSpec("slow", Blocking, args=(gate,)), ChildSpec("e", Echo)]
+    )
 
     async def main(system) -> tuple:  # type: ignore[no-untyped-def]
         slow = asyncio.ensure_future(system.ask_async("root/slow", "block", timeout=10.0))
@@ -51,7 +53,9 @@ def test_waiting_asks_never_block_the_loop():
 
 def test_ask_async_times_out_with_a_result_and_raises_only_for_caller_errors():
     gate = Gate()
-    tree = Supervisor("root", children=[ChildSpec("slow", Blocking, args=(gate,), message_timeout=None)])
+    tree = Supervisor(
+        "root", children=[ChildSpec("slow", Blocking, args=(gate,), message_timeout=None)]
+    )
 
     async def main(system) -> object:  # type: ignore[no-untyped-def]
         result = await system.ask_async("root/slow", "block", timeout=0.2)

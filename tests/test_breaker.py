@@ -166,7 +166,9 @@ def test_trial_that_expires_while_queued_frees_the_trial_slot():
         assert [d.message for d in system.dead_letters(reason="deadline_expired")] == ["trial-1"]
 
 
-def test_slot_breaker_is_serialised_by_the_slot_lock_under_threads():
+def test_slot_breaker_admits_exactly_fail_max_then_one_trial_when_callers_hold_a_lock():
+    """The SlotBreaker's contract: its caller holds the slot's lock (as AgentSlot does); under
+    that lock, 16 racing threads get exactly fail_max admissions, then exactly one trial."""
     clock, changes = FakeClock(), []
     breaker = SlotBreaker(
         BreakerPolicy(fail_max=5, reset_timeout=1.0),
@@ -179,7 +181,7 @@ def test_slot_breaker_is_serialised_by_the_slot_lock_under_threads():
     start_line = threading.Barrier(16)
 
     def caller(i: int) -> None:
-        env = SimpleNamespace(done=False, deadline=None, trial=False)
+        env = SimpleNamespace(done=False, deadline=None, trial=False, started_at=None)
         start_line.wait()
         with lock:
             if breaker.admit(env) is None:  # type: ignore[arg-type]
@@ -198,7 +200,7 @@ def test_slot_breaker_is_serialised_by_the_slot_lock_under_threads():
     start_line = threading.Barrier(16)
 
     def trial_caller(i: int) -> None:
-        env = SimpleNamespace(done=False, deadline=None, trial=False)
+        env = SimpleNamespace(done=False, deadline=None, trial=False, started_at=None)
         start_line.wait()
         with lock:
             if breaker.admit(env) is None:  # type: ignore[arg-type]

@@ -135,7 +135,9 @@ def test_status_and_tree_of_a_running_system(capsys):
         assert "running" in out
         assert main(["tree", server.url]) == 0
         assert "echo" in capsys.readouterr().out
-    failing = Supervisor("doomed", strategy=OneForOne(max_restarts=0), children=[ChildSpec("w", AlwaysCrash)])
+    failing = Supervisor(
+        "doomed", strategy=OneForOne(max_restarts=0), children=[ChildSpec("w", AlwaysCrash)]
+    )
     with start(failing) as system:
         server = system.serve_http()
         system.ask("doomed/w", "x", timeout=5.0)

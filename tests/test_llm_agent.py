@@ -359,9 +359,18 @@ def test_deadline_overrun_closes_the_real_http_request():
 
     with FakeOpenAIServer(default=Canned(hang=True)) as server:
         llm = OpenAICompatibleLLM(base_url=server.base_url, model="m", api_key="k", timeout=60.0)
-        tree = Supervisor("root", children=[
-            ChildSpec("desk", desk_class(ToolLog(), use_async=True), kwargs={"llm": llm},
-                      message_timeout=0.5, fallback=Human)])
+        tree = Supervisor(
+            "root",
+            children=[
+                ChildSpec(
+                    "desk",
+                    desk_class(ToolLog(), use_async=True),
+                    kwargs={"llm": llm},
+                    message_timeout=0.5,
+                    fallback=Human,
+                )
+            ],
+        )
         try:
             with start(tree) as system:
                 result = system.ask("root/desk", TICKET, timeout=10.0)

@@ -13,10 +13,13 @@ from tests.agents import Echo, Human
 
 
 def test_nested_trees_and_paths():
-    tree = Supervisor("root", children=[
-        ChildSpec("a", Echo),
-        Supervisor("team", strategy=OneForAll(), children=[ChildSpec("b", Echo)]),
-    ])
+    tree = Supervisor(
+        "root",
+        children=[
+            ChildSpec("a", Echo),
+            Supervisor("team", strategy=OneForAll(), children=[ChildSpec("b", Echo)]),
+        ],
+    )
     assert [p for p, _ in iter_specs(tree)] == ["root", "root/a", "root/team", "root/team/b"]
 
 
@@ -26,10 +29,13 @@ def test_duplicate_sibling_ids_are_rejected():
 
 
 def test_the_same_id_under_different_supervisors_is_fine():
-    Supervisor("root", children=[
-        Supervisor("x", children=[ChildSpec("a", Echo)]),
-        Supervisor("y", children=[ChildSpec("a", Echo)]),
-    ])
+    Supervisor(
+        "root",
+        children=[
+            Supervisor("x", children=[ChildSpec("a", Echo)]),
+            Supervisor("y", children=[ChildSpec("a", Echo)]),
+        ],
+    )
 
 
 @pytest.mark.parametrize("bad", ["a/b", "has#hash", "", "with space", "/lead"])
@@ -54,11 +60,19 @@ def test_factories_must_build_agents():
     ChildSpec("x", lambda: Echo())  # noqa: PLW0108 - a callable returning an Agent is fine
 
 
-@pytest.mark.parametrize("field", [
-    {"restart": "sometimes"}, {"shutdown_timeout": 0}, {"message_timeout": -1},
-    {"retries": -1}, {"mailbox_size": 0}, {"overflow": "drop_newest"}, {"colour": "blue"},
-    {"breaker": {"fail_max": 0}},
-])
+@pytest.mark.parametrize(
+    "field",
+    [
+        {"restart": "sometimes"},
+        {"shutdown_timeout": 0},
+        {"message_timeout": -1},
+        {"retries": -1},
+        {"mailbox_size": 0},
+        {"overflow": "drop_newest"},
+        {"colour": "blue"},
+        {"breaker": {"fail_max": 0}},
+    ],
+)
 def test_bad_child_options_are_rejected(field):
     with pytest.raises(ValidationError):
         ChildSpec("x", Echo, **field)

@@ -1,0 +1,284 @@
+"""Asking: the ask / tell API of a running System, and PendingAsk.
+
+ask() never raises for anything an agent did: every ask ends with an ExecutionResult by its
+deadline. It raises only for caller mistakes: an unknown path (UnknownPathError), a system
+that is not running (SystemNotRunningError), a bad timeout (ValueError).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from typing import Any
+
+import structlog
+
+from actors import ExecutionResult, ExecutionStatus, FailureReason
+from actors._current import current_message
+
+from ._clock import Clock
+from ._envelope import Envelope, new_trace_id
+from ._exceptions import SystemNotRunningError
+from ._reply import Reply
+from ._runtime import Runtime
+from ._slot import AgentSlot
+from ._spec import Supervisor
+from ._tree import TreeIndex
+
+__all__ = ["Asking", "PendingAsk"]
+
+_MAX_TIMEOUT = min(threading.TIMEOUT_MAX, 365 * 24 * 3600.0)  # what a lock wait accepts
+_ACCEPTING = frozenset({"starting", "running", "failed"})
+
+
+def _ambient_trace() -> str:
+    """The trace of the message this thread is handling, else one bound with structlog's
+    contextvars (e.g. by a web request), else a new one."""
+    ctx = current_message.get()
+    if ctx is not None:
+        return ctx.trace_id
+    bound = structlog.contextvars.get_contextvars().get("trace_id")
+    return str(bound) if bound else new_trace_id()
+
+
+def _timeout_error(env: Envelope, path: str, timeout: float, clock: Clock) -> str:
+    if env.started_at is None:
+        where = "the message was still queued"
+    else:
+        where = f"its handler had been running for {clock.now() - env.started_at:.3g}s"
+    return f"no answer from {path} within {timeout:g}s ({where})"
+
+
+class Asking:
+    """The ask / tell half of System (which sets these attributes)."""
+
+    spec: Supervisor
+    clock: Clock
+    state: str
+    _runtime: Runtime
+    _tree: TreeIndex
+
+    # -- asking ----------------------------------------------------------------------------
+
+    def ask(
+        self,
+        path: str,
+        message: Any,
+        *,
+        timeout: float | None = None,
+        trace_id: str | None = None,
+    ) -> ExecutionResult:
+        """Send and wait for the answer, at most `timeout` seconds (default: the system's
+        default_timeout). Returns an ExecutionResult whatever the agent did."""
+        return self._ask(None, None, path, message, timeout, trace_id)
+
+    def ask_future(
+        self,
+        path: str,
+        message: Any,
+        *,
+        timeout: float | None = None,
+        trace_id: str | None = None,
+    ) -> PendingAsk:
+        """Send now; wait later with .result(). Same semantics as ask()."""
+        env, early = self._prepare(None, None, path, message, timeout, trace_id)
+        return PendingAsk(self, env, early, path, self._timeout_of(None, timeout))
+
+    async def ask_async(
+        self,
+        path: str,
+        message: Any,
+        *,
+        timeout: float | None = None,
+        trace_id: str | None = None,
+    ) -> ExecutionResult:
+        """ask() for code running in an event loop: never blocks the loop."""
+        return await self._ask_async(None, None, path, message, timeout, trace_id)
+
+    async def _ask_async(
+        self,
+        parent: Envelope | None,
+        caller: str | None,
+        path: str,
+        message: Any,
+        timeout: float | None,
+        trace_id: str | None = None,
+    ) -> ExecutionResult:
+        env, early = self._prepare(parent, caller, path, message, timeout, trace_id)
+        if early is not None:
+            return early
+        assert env is not None
+        assert env.reply is not None
+        loop = asyncio.get_running_loop()
+        waiter: asyncio.Future[ExecutionResult] = loop.create_future()
+
+        def settle(result: ExecutionResult) -> None:
+            if not waiter.done():
+                waiter.set_result(result)
+
+        def deliver(result: ExecutionResult) -> None:
+            if not loop.is_closed():  # the caller may have given up and closed its loop
+                loop.call_soon_threadsafe(settle, result)
+
+        env.reply.add_done_callback(deliver)
+        seconds = self._timeout_of(parent, timeout)
+        try:
+            return await asyncio.wait_for(asyncio.shield(waiter), seconds)
+        except TimeoutError:
+            return self._expire(env, path, seconds)
+
+    def tell(
+        self, path: str, message: Any, *, trace_id: str | None = None, ttl: float | None = None
+    ) -> None:
+        """Send without waiting. A tell that cannot be handled becomes a dead letter."""
+        self._send_tell(None, None, path, message, trace_id, ttl)
+
+    async def tell_async(self, path: str, message: Any, *, trace_id: str | None = None) -> None:
+        self.tell(path, message, trace_id=trace_id)
+
+    def _timeout_of(self, parent: Envelope | None, timeout: float | None) -> float:
+        if timeout is None:
+            if parent is not None and parent.deadline is not None:
+                return max(0.0, parent.deadline - self.clock.now())
+            return self._runtime.default_timeout
+        if not 0 < timeout <= _MAX_TIMEOUT:
+            msg = (
+                f"timeout must be a positive number of seconds up to {_MAX_TIMEOUT:.0f}, "
+                f"got {timeout!r}"
+            )
+            raise ValueError(msg)
+        return float(timeout)
+
+    def _slot(self, path: str) -> AgentSlot:
+        if self.state in ("stopping", "stopped"):
+            msg = f"system {self.spec.id!r} is {self.state}"
+            raise SystemNotRunningError(msg)
+        return self._tree.slot(path)
+
+    def _prepare(
+        self,
+        parent: Envelope | None,
+        caller: str | None,
+        path: str,
+        message: Any,
+        timeout: float | None,
+        trace_id: str | None,
+    ) -> tuple[Envelope | None, ExecutionResult | None]:
+        slot = self._tree.slots.get(path) if self.state in _ACCEPTING else None
+        if slot is None:
+            slot = self._slot(path)  # raises the caller error
+        if parent is None:
+            if timeout is None:
+                seconds = self._runtime.default_timeout
+            else:
+                seconds = self._timeout_of(None, timeout)
+            chain: tuple[str, ...] = ()
+            trace = trace_id or _ambient_trace()
+        else:
+            seconds = self._timeout_of(parent, timeout)
+            chain = (*parent.chain, caller) if caller is not None else parent.chain
+            trace = trace_id or parent.trace_id
+        if chain and path in chain:
+            cycle = " -> ".join((*chain, path))
+            return None, ExecutionResult(
+                status=ExecutionStatus.TIMEOUT,
+                reason=FailureReason.ASK_CYCLE,
+                error=(
+                    f"ask cycle {cycle}: {path} is itself waiting in this chain, so the ask "
+                    "could only end at its deadline; answered at once instead"
+                ),
+                handled_by=None,
+                trace_id=trace,
+            )
+        env = Envelope(message, Reply(), self.clock.now() + seconds, slot, trace, chain)
+        if self._runtime.tracing is not None:
+            env.otel_context = self._runtime.tracing.capture()
+        slot.submit(env)
+        return env, None
+
+    def _ask(
+        self,
+        parent: Envelope | None,
+        caller: str | None,
+        path: str,
+        message: Any,
+        timeout: float | None,
+        trace_id: str | None = None,
+    ) -> ExecutionResult:
+        env, early = self._prepare(parent, caller, path, message, timeout, trace_id)
+        if early is not None:
+            return early
+        assert env is not None
+        assert env.reply is not None
+        if env.reply.wait(self.clock, env.deadline):
+            return env.reply.result  # type: ignore[return-value]
+        return self._expire(env, path, self._timeout_of(parent, timeout))
+
+    def _expire(self, env: Envelope, path: str, seconds: float) -> ExecutionResult:
+        result = ExecutionResult(
+            status=ExecutionStatus.TIMEOUT,
+            error=_timeout_error(env, path, seconds, self.clock),
+            reason=FailureReason.ASK_TIMEOUT,
+            handled_by=path,
+            attempts=env.attempts,
+            trace_id=env.trace_id,
+        )
+        assert env.reply is not None
+        env.reply.set(result)
+        return env.reply.result  # type: ignore[return-value]
+
+    def _tell(
+        self, parent: Envelope | None, caller: str, path: str, message: Any, trace_id: str | None
+    ) -> None:
+        self._send_tell(parent, caller, path, message, trace_id, None)
+
+    def _send_tell(
+        self,
+        parent: Envelope | None,
+        caller: str | None,
+        path: str,
+        message: Any,
+        trace_id: str | None,
+        ttl: float | None,
+    ) -> None:
+        slot = self._slot(path)
+        trace = trace_id or (parent.trace_id if parent is not None else None) or _ambient_trace()
+        deadline = self.clock.now() + ttl if ttl is not None else None
+        env = Envelope(message, None, deadline, slot, trace)
+        if self._runtime.tracing is not None:
+            env.otel_context = self._runtime.tracing.capture()
+        slot.submit(env)
+
+
+class PendingAsk:
+    """An ask in flight (from System.ask_future)."""
+
+    def __init__(
+        self,
+        system: Asking,
+        env: Envelope | None,
+        early: ExecutionResult | None,
+        path: str,
+        seconds: float,
+    ) -> None:
+        self._system = system
+        self._env = env
+        self._early = early
+        self._path = path
+        self._seconds = seconds
+
+    def done(self) -> bool:
+        return self._early is not None or (
+            self._env is not None and self._env.reply is not None and self._env.reply.done
+        )
+
+    def result(self) -> ExecutionResult:
+        """Wait for the answer; by the ask's deadline at the latest."""
+        if self._early is not None:
+            return self._early
+        env = self._env
+        assert env is not None
+        assert env.reply is not None
+        if env.reply.wait(self._system.clock, env.deadline):
+            return env.reply.result  # type: ignore[return-value]
+        return self._system._expire(env, self._path, self._seconds)
