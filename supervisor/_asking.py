@@ -81,8 +81,8 @@ class Asking:
         trace_id: str | None = None,
     ) -> PendingAsk:
         """Send now; wait later with .result(). Same semantics as ask()."""
-        env, early = self._prepare(None, None, path, message, timeout, trace_id)
-        return PendingAsk(self, env, early, path, self._timeout_of(None, timeout))
+        sent = self._submit_ask(None, None, path, message, timeout, trace_id)
+        return PendingAsk(self, sent, path, self._timeout_of(None, timeout))
 
     async def ask_async(
         self,
@@ -104,10 +104,9 @@ class Asking:
         timeout: float | None,
         trace_id: str | None = None,
     ) -> ExecutionResult:
-        env, early = self._prepare(parent, caller, path, message, timeout, trace_id)
-        if early is not None:
-            return early
-        assert env is not None
+        env = self._submit_ask(parent, caller, path, message, timeout, trace_id)
+        if isinstance(env, ExecutionResult):
+            return env
         assert env.reply is not None
         loop = asyncio.get_running_loop()
         waiter: asyncio.Future[ExecutionResult] = loop.create_future()
@@ -155,7 +154,7 @@ class Asking:
             raise SystemNotRunningError(msg)
         return self._tree.slot(path)
 
-    def _prepare(
+    def _submit_ask(
         self,
         parent: Envelope | None,
         caller: str | None,
@@ -163,7 +162,9 @@ class Asking:
         message: Any,
         timeout: float | None,
         trace_id: str | None,
-    ) -> tuple[Envelope | None, ExecutionResult | None]:
+    ) -> Envelope | ExecutionResult:
+        """Validate and send an ask: the envelope in flight, or an answer given at once (an ask
+        cycle). Raises only for caller mistakes."""
         slot = self._tree.slots.get(path) if self.state in _ACCEPTING else None
         if slot is None:
             slot = self._slot(path)  # raises the caller error
@@ -180,7 +181,7 @@ class Asking:
             trace = trace_id or parent.trace_id
         if chain and path in chain:
             cycle = " -> ".join((*chain, path))
-            return None, ExecutionResult(
+            return ExecutionResult(
                 status=ExecutionStatus.TIMEOUT,
                 reason=FailureReason.ASK_CYCLE,
                 error=(
@@ -194,7 +195,7 @@ class Asking:
         if self._runtime.tracing is not None:
             env.otel_context = self._runtime.tracing.capture()
         slot.submit(env)
-        return env, None
+        return env
 
     def _ask(
         self,
@@ -205,14 +206,17 @@ class Asking:
         timeout: float | None,
         trace_id: str | None = None,
     ) -> ExecutionResult:
-        env, early = self._prepare(parent, caller, path, message, timeout, trace_id)
-        if early is not None:
-            return early
-        assert env is not None
+        sent = self._submit_ask(parent, caller, path, message, timeout, trace_id)
+        if isinstance(sent, ExecutionResult):
+            return sent
+        return self._await_reply(sent, path, self._timeout_of(parent, timeout))
+
+    def _await_reply(self, env: Envelope, path: str, seconds: float) -> ExecutionResult:
+        """Block until env is answered, or answer TIMEOUT at its deadline ourselves."""
         assert env.reply is not None
         if env.reply.wait(self.clock, env.deadline):
             return env.reply.result  # type: ignore[return-value]
-        return self._expire(env, path, self._timeout_of(parent, timeout))
+        return self._expire(env, path, seconds)
 
     def _expire(self, env: Envelope, path: str, seconds: float) -> ExecutionResult:
         result = ExecutionResult(
@@ -254,31 +258,20 @@ class PendingAsk:
     """An ask in flight (from System.ask_future)."""
 
     def __init__(
-        self,
-        system: Asking,
-        env: Envelope | None,
-        early: ExecutionResult | None,
-        path: str,
-        seconds: float,
+        self, system: Asking, sent: Envelope | ExecutionResult, path: str, seconds: float
     ) -> None:
         self._system = system
-        self._env = env
-        self._early = early
+        self._sent = sent
         self._path = path
         self._seconds = seconds
 
     def done(self) -> bool:
-        return self._early is not None or (
-            self._env is not None and self._env.reply is not None and self._env.reply.done
-        )
+        sent = self._sent
+        return isinstance(sent, ExecutionResult) or (sent.reply is not None and sent.reply.done)
 
     def result(self) -> ExecutionResult:
         """Wait for the answer; by the ask's deadline at the latest."""
-        if self._early is not None:
-            return self._early
-        env = self._env
-        assert env is not None
-        assert env.reply is not None
-        if env.reply.wait(self._system.clock, env.deadline):
-            return env.reply.result  # type: ignore[return-value]
-        return self._system._expire(env, self._path, self._seconds)
+        sent = self._sent
+        if isinstance(sent, ExecutionResult):
+            return sent
+        return self._system._await_reply(sent, self._path, self._seconds)
