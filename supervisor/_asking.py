@@ -130,7 +130,7 @@ class Asking:
         self, path: str, message: Any, *, trace_id: str | None = None, ttl: float | None = None
     ) -> None:
         """Send without waiting. A tell that cannot be handled becomes a dead letter."""
-        self._send_tell(None, None, path, message, trace_id, ttl)
+        self._send_tell(None, path, message, trace_id, ttl)
 
     async def tell_async(self, path: str, message: Any, *, trace_id: str | None = None) -> None:
         self.tell(path, message, trace_id=trace_id)
@@ -148,11 +148,20 @@ class Asking:
             raise ValueError(msg)
         return float(timeout)
 
-    def _slot(self, path: str) -> AgentSlot:
+    def _require_running(self) -> None:
         if self.state in ("stopping", "stopped"):
             msg = f"system {self.spec.id!r} is {self.state}"
             raise SystemNotRunningError(msg)
+
+    def _slot(self, path: str) -> AgentSlot:
+        self._require_running()
         return self._tree.slot(path)
+
+    def _send(self, env: Envelope) -> None:
+        """Submit a new envelope to its slot, carrying the caller's tracing context."""
+        if self._runtime.tracing is not None:
+            env.otel_context = self._runtime.tracing.capture()
+        env.origin.submit(env)
 
     def _submit_ask(
         self,
@@ -192,9 +201,7 @@ class Asking:
                 trace_id=trace,
             )
         env = Envelope(message, Reply(), self.clock.now() + seconds, slot, trace, chain)
-        if self._runtime.tracing is not None:
-            env.otel_context = self._runtime.tracing.capture()
-        slot.submit(env)
+        self._send(env)
         return env
 
     def _ask(
@@ -234,12 +241,11 @@ class Asking:
     def _tell(
         self, parent: Envelope | None, caller: str, path: str, message: Any, trace_id: str | None
     ) -> None:
-        self._send_tell(parent, caller, path, message, trace_id, None)
+        self._send_tell(parent, path, message, trace_id, None)
 
     def _send_tell(
         self,
         parent: Envelope | None,
-        caller: str | None,
         path: str,
         message: Any,
         trace_id: str | None,
@@ -248,10 +254,7 @@ class Asking:
         slot = self._slot(path)
         trace = trace_id or (parent.trace_id if parent is not None else None) or _ambient_trace()
         deadline = self.clock.now() + ttl if ttl is not None else None
-        env = Envelope(message, None, deadline, slot, trace)
-        if self._runtime.tracing is not None:
-            env.otel_context = self._runtime.tracing.capture()
-        slot.submit(env)
+        self._send(Envelope(message, None, deadline, slot, trace))
 
 
 class PendingAsk:

@@ -205,11 +205,8 @@ class ThreadHost(pykka.ThreadingActor):
 
     def on_stop(self) -> None:
         orderly = not (self.crashed or self.hung or self.abandoned)
-        if orderly and self.agent is not None:
-            try:
-                self.agent.on_stop()
-            except BaseException as exc:  # noqa: BLE001 - a failing on_stop hook is recorded, not raised
-                self.slot.stats.failed("stop", describe(exc))
+        if orderly:
+            self._run_on_stop()
         with self.slot.lock:
             self._finish_locked()
             was_abandoned = self.abandoned
@@ -419,13 +416,18 @@ class ThreadHost(pykka.ThreadingActor):
             self.crashed = True  # no on_stop report: the Exited report says it all
             if slot.host is self:
                 slot.host = None
-        if self.agent is not None:
-            try:
-                self.agent.on_stop()
-            except BaseException as exc:  # noqa: BLE001 - a failing on_stop hook is recorded, not raised
-                slot.stats.failed("stop", describe(exc))
+        self._run_on_stop()
         self._report(Exited(slot, self.gen, ExitKind.NORMAL, None, "agent stopped itself"))
         self.stop()
+
+    def _run_on_stop(self) -> None:
+        """The agent's on_stop hook; a failure in it is recorded, never raised."""
+        if self.agent is None:
+            return
+        try:
+            self.agent.on_stop()
+        except BaseException as exc:  # noqa: BLE001 - a failing on_stop hook is recorded, not raised
+            self.slot.stats.failed("stop", describe(exc))
 
     def _report(self, message: Any) -> None:
         self.slot.parent.post(message)

@@ -23,7 +23,6 @@ if TYPE_CHECKING:
 __all__ = [
     "Adopt",
     "Exited",
-    "NodeKind",
     "Reconcile",
     "Shutdown",
     "StartChild",
@@ -33,8 +32,6 @@ __all__ = [
     "SupervisorNode",
     "TimerFired",
 ]
-
-NodeKind = str
 
 
 @dataclass(frozen=True, slots=True)

@@ -15,7 +15,7 @@ from ._asking import Asking
 from ._clock import Clock, MonotonicClock
 from ._dead_letters import DeadLetter, DeadLetterOffice
 from ._events import emit
-from ._exceptions import SupervisorUnavailableError, SystemNotRunningError, TreeStartError
+from ._exceptions import SupervisorUnavailableError, TreeStartError
 from ._health import TreeHealth, snapshot
 from ._node import Exited, Shutdown, StartChild, Started, StopChild, Stopped, SupervisorNode
 from ._otel import Tracing
@@ -210,7 +210,7 @@ class System(Asking):
     def stop_child(self, path: str, *, timeout: float = 30.0) -> None:
         """Stop a child (it finishes its current message) and remove it: its path is unknown
         afterwards and messages still queued for it are answered."""
-        self._slot_or_supervisor(path)
+        self._require_running()
         child = self._tree.node(path)
         parent = child.parent
         if parent is None or parent is self._tree.guardian:
@@ -238,16 +238,8 @@ class System(Asking):
             raise SupervisorUnavailableError(msg) from exc
 
     def _running_supervisor(self, path: str) -> SupervisorNode:
-        if self.state in ("stopping", "stopped"):
-            msg = f"system {self.spec.id!r} is {self.state}"
-            raise SystemNotRunningError(msg)
+        self._require_running()
         return self._tree.supervisor(path)
-
-    def _slot_or_supervisor(self, path: str) -> None:
-        if self.state in ("stopping", "stopped"):
-            msg = f"system {self.spec.id!r} is {self.state}"
-            raise SystemNotRunningError(msg)
-        self._tree.node(path)
 
     # -- inspecting --------------------------------------------------------------------------
 

@@ -84,13 +84,11 @@ def wait_until(
     predicate: Callable[[], bool], timeout: float = 10.0, interval: float = 0.005
 ) -> None:
     """Poll predicate until true (for state no event announces); AssertionError on timeout."""
-    done = threading.Event()
-    deadline_hit = not done.wait(0)
+    pause = threading.Event()  # never set: a wait on it is an interruptible pause
     waited = 0.0
     while not predicate():
         if waited >= timeout:
             msg = f"condition not met within {timeout}s"
             raise AssertionError(msg)
-        done.wait(interval)
+        pause.wait(interval)
         waited += interval
-    del deadline_hit
