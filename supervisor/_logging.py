@@ -1,41 +1,26 @@
 """configure_logging(): structlog set up for hivekeeper, JSON in production, readable console
 output in development. Every event carries path, agent_id and trace_id (and message_id for
 messages): lifecycle events name them explicitly; events logged by user code inside a handler
-get them from the message context the host sets. Secrets are masked by a processor.
+get them from the message context the host sets. Secrets are masked by a processor (and
+before that by emit() itself, so hivekeeper's events are masked under any structlog setup).
+
+Without configure_logging() (and without the application configuring structlog itself),
+hivekeeper's events go to stderr at info and above, redacted (see actors._logdefaults).
 """
 
 from __future__ import annotations
 
 import logging
 import sys
-from collections.abc import Iterable, MutableMapping
+from collections.abc import Iterable
 from typing import Any, TextIO
 
 import structlog
 
-from actors._current import current_message
-from actors._redaction import add_sensitive_fields, redact
+from actors._logdefaults import add_message_context, redact_event
+from actors._redaction import add_sensitive_fields
 
 __all__ = ["add_message_context", "configure_logging", "redact_event"]
-
-
-def add_message_context(
-    _: Any, __: str, event: MutableMapping[str, Any]
-) -> MutableMapping[str, Any]:
-    """Fill path / agent_id / trace_id / message_id from the message being handled, if any."""
-    ctx = current_message.get()
-    if ctx is not None:
-        event.setdefault("path", ctx.path)
-        event.setdefault("agent_id", ctx.agent_id)
-        event.setdefault("trace_id", ctx.trace_id)
-        event.setdefault("message_id", ctx.message_id)
-    return event
-
-
-def redact_event(_: Any, __: str, event: MutableMapping[str, Any]) -> MutableMapping[str, Any]:
-    """Mask secrets in every value, including nested payloads and rendered exceptions."""
-    cleaned: MutableMapping[str, Any] = redact(dict(event))
-    return cleaned
 
 
 def configure_logging(
@@ -49,7 +34,9 @@ def configure_logging(
 
     json: JSON lines (production) or a readable console renderer (development); None picks
       JSON when the stream is not a terminal. level: the minimum level logged.
-    redact_fields: extra field names whose values are always masked.
+    redact_fields: extra field names whose values are always masked: as keys, as header
+      names, and as name=value / name: value / "name": "value" inside any text (exception
+      messages included), in every event and in result.error.
     """
     out = stream or sys.stderr
     use_json = (not out.isatty()) if json is None else json

@@ -206,3 +206,76 @@ def test_opentelemetry_span_per_message_parented_across_agents():
     assert c.parent.span_id == b.context.span_id
     assert len({s.context.trace_id for s in (a, b, c)}) == 1
     assert c.attributes["hivekeeper.path"] == "root/c"
+
+
+def test_without_any_configuration_events_go_to_stderr_at_info_redacted(capsys):
+    """A library logs to stderr at info: not structlog's default (stdout, every level)."""
+    from actors._events import emit
+
+    structlog.reset_defaults()  # as in an application that never configured logging
+    assert not structlog.is_configured()
+    emit("agent_state_changed", level="debug", path="root/w", old="idle", new="busy")
+    emit("probe_started", path="root/w", reason="DB_PASSWORD=hunter22", api_key="k-1")
+    out, err = capsys.readouterr()
+    assert out == ""
+    assert "agent_state_changed" not in err
+    assert "probe_started" in err
+    assert "path=root/w" in err
+    assert "hunter22" not in err
+    assert "k-1" not in err
+    assert not structlog.is_configured()  # nothing was configured on the application's behalf
+
+
+def test_an_applications_own_structlog_setup_is_kept_and_still_redacted():
+    """Under a chain without hivekeeper's processor, events are still masked: fields, bound
+    contextvars and tracebacks (rendered by emit itself)."""
+    from actors._events import emit
+
+    stream = io.StringIO()
+    structlog.configure(
+        processors=[
+            structlog.contextvars.merge_contextvars,
+            structlog.processors.format_exc_info,
+            structlog.processors.JSONRenderer(),
+        ],
+        logger_factory=structlog.PrintLoggerFactory(file=stream),
+        wrapper_class=structlog.make_filtering_bound_logger(logging.INFO),
+    )
+    structlog.contextvars.bind_contextvars(authorization="Bearer ctxsecret123456")
+    try:
+        try:
+            raise RuntimeError("upstream said token=tbsecret42")
+        except RuntimeError:
+            emit(
+                "http_handler_failed",
+                level="error",
+                exc_info=True,
+                logger_name="hivekeeper.http",
+                path="/health",
+                headers=[("Authorization", "Bearer hdrsecret123456")],
+            )
+    finally:
+        structlog.contextvars.clear_contextvars()
+    text = stream.getvalue()
+    event = json.loads(text)
+    assert event["event"] == "http_handler_failed"
+    assert event["path"] == "/health"
+    assert "RuntimeError" in event["exception"]
+    assert "token=***" in event["exception"]
+    for secret in ("ctxsecret123456", "tbsecret42", "hdrsecret123456"):
+        assert secret not in text
+
+
+def test_a_filtered_event_nobody_listens_to_costs_no_redaction(monkeypatch, capsys):
+    import actors._events as events_module
+
+    calls: list[Any] = []
+    monkeypatch.setattr(events_module, "redact", lambda value: calls.append(value) or value)
+    events_module.emit("agent_state_changed", level="debug", old="idle", new="busy")
+    assert calls == []  # the suite's configuration filters below critical
+    structlog.reset_defaults()
+    events_module.emit("agent_state_changed", level="debug", old="idle", new="busy")
+    assert calls == []  # hivekeeper's own default: info and above
+    events_module.emit("tree_started", path="root")
+    assert len(calls) == 1
+    assert "tree_started" in capsys.readouterr().err
