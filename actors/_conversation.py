@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import functools
 import json
+import math
 from collections.abc import Callable, Generator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -24,7 +25,7 @@ from ._loops import LoopDetector
 from ._result import ExecutionResult, ExecutionStatus, FailureReason
 from ._states import AgentState, StateTracker
 from ._tools import Approved, ToolGuard
-from .llm._types import LLMError, LLMMessage, LLMResponse, LLMTimeoutError, ToolSchema
+from .llm._types import LLMError, LLMMessage, LLMResponse, LLMTimeoutError, ToolSchema, Usage
 
 if TYPE_CHECKING:
     from ._context import AgentContext
@@ -77,6 +78,22 @@ def _errors_text(exc: Exception) -> str:
             f"{'.'.join(str(p) for p in e['loc']) or '(root)'}: {e['msg']}" for e in exc.errors()
         )
     return str(exc)
+
+
+def usage_problem(usage: Usage) -> str | None:
+    """Why reported usage cannot be charged (a negative, fractional or non-finite figure would
+    corrupt or disable the budgets), or None. `Usage` validates this; a response built without
+    validation (`model_construct`) is checked here too."""
+    for name in ("prompt_tokens", "completion_tokens"):
+        value = getattr(usage, name)
+        if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+            return f"usage.{name} is not a non-negative whole number: {value!r:.40}"
+    cost = usage.cost_usd
+    if isinstance(cost, bool) or not isinstance(cost, int | float) or not math.isfinite(cost):
+        return f"usage.cost_usd is not a finite number: {cost!r:.40}"
+    if cost < 0:
+        return "usage.cost_usd is negative"
+    return None
 
 
 def _event(ctx: AgentContext | None, event: str, level: str = "info", **fields: Any) -> None:
@@ -168,6 +185,10 @@ class _Conversation:
     def account(self, response: LLMResponse) -> ExecutionResult | None:
         """Charge the call to the budgets and look for a repeated output."""
         usage = response.usage
+        malformed = usage_problem(usage)
+        if malformed is not None:
+            error = f"LLM error: malformed usage from the client: {malformed}"
+            return self.fail(ExecutionStatus.FAILURE, FailureReason.LLM_ERROR, error)
         self.spend.steps += 1
         self.spend.tokens += usage.total_tokens
         self.spend.cost += usage.cost_usd

@@ -30,7 +30,7 @@ from ._conversation import CallLLM, Limits, RunTool, Step, converse, first_messa
 from ._result import ExecutionResult, ExecutionStatus, FailureReason
 from ._states import AgentState, StateTracker
 from ._tools import Tool, ToolGuard
-from .llm._types import LLMError
+from .llm._types import LLMError, LLMTimeoutError
 
 __all__ = ["LLMAgent"]
 
@@ -43,9 +43,12 @@ class LLMAgent(Agent):
     tools: the allow-list of Tools. system_prompt: the instructions.
     max_steps: model calls per message (the loop guard). output_attempts: tries to get a
     valid answer. max_tool_refusals: refused tool calls tolerated per message.
-    loop_threshold: identical tool calls / outputs that make a loop. budget: a Budget.
-    llm_timeout: seconds per model call (None: the client's own). use_async: run on the
-    shared event loop (default: when the client has acomplete), so a deadline cancels it.
+    loop_threshold: identical tool calls / tool-calling outputs that make a loop (final
+    answers are governed by output_attempts). budget: a Budget.
+    llm_timeout: seconds per model call (None: the client's own). Each call is also given
+    at most what is left of the message's deadline (`context.time_left`), so a client never
+    waits (e.g. for a Retry-After) past it. use_async: run on the shared event loop (default:
+    when the client has acomplete), so a deadline cancels it.
     """
 
     output_model: ClassVar[type[BaseModel] | None] = None
@@ -129,6 +132,18 @@ class LLMAgent(Agent):
             return self._run_async(machine)
         return self._run_sync(machine)
 
+    def call_timeout(self) -> float | None:
+        """The timeout for the next model call: `llm_timeout`, bounded by what is left of the
+        current message's deadline (None: neither is set). Raises LLMTimeoutError when the
+        deadline has already passed."""
+        left = getattr(self._context, "time_left", None)
+        if isinstance(left, bool) or not isinstance(left, int | float):
+            return self.llm_timeout
+        if left <= 0:
+            msg = "no time left before the message deadline to call the model"
+            raise LLMTimeoutError(msg)
+        return left if self.llm_timeout is None else min(self.llm_timeout, left)
+
     def _run_sync(self, machine: Machine) -> ExecutionResult:
         try:
             step = next(machine)
@@ -136,7 +151,7 @@ class LLMAgent(Agent):
                 if isinstance(step, CallLLM):
                     try:
                         response = self.llm.complete(
-                            step.messages, step.tools, timeout=self.llm_timeout
+                            step.messages, step.tools, timeout=self.call_timeout()
                         )
                     except LLMError as exc:
                         step = machine.throw(exc)
@@ -165,7 +180,7 @@ class LLMAgent(Agent):
                 if isinstance(step, CallLLM):
                     try:
                         response = await self.llm.acomplete(
-                            step.messages, step.tools, timeout=self.llm_timeout
+                            step.messages, step.tools, timeout=self.call_timeout()
                         )
                     except LLMError as exc:
                         step = machine.throw(exc)

@@ -2,7 +2,9 @@
 
 The model proposes; the guard decides. A call is executed only when all hold:
 1. the tool is on this agent's allow-list (a hallucinated name is refused);
-2. its arguments are a JSON object that validates against the tool's pydantic model;
+2. its arguments are a JSON object (real JSON: no NaN, Infinity or -Infinity, no overflowing
+   number such as 1e400, not absurdly nested) that validates against the tool's pydantic
+   model, and no validated argument is a non-finite number (pydantic would coerce "NaN");
 3. if the call is dangerous (e.g. action == "delete"), every target field is non-empty, and
    the tool's policy for dangerous calls allows it (allow / confirm with a hook / deny).
 A refused call is never executed: the refusal goes back to the model as a tool error it can
@@ -19,6 +21,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ValidationError
 
+from .llm._jsonsafe import NotJSONError, TooDeepError, problem, strict_loads
 from .llm._types import ToolCall, ToolSchema
 
 __all__ = ["Approved", "Refused", "Tool", "ToolGuard", "Verdict"]
@@ -37,6 +40,11 @@ def _empty(value: object) -> bool:
     return False
 
 
+def _non_finite(args: BaseModel) -> str | None:
+    """A non-finite number among the validated arguments (e.g. a float field given "NaN")."""
+    return problem(args.model_dump(), text=False, max_depth=1_000_000)
+
+
 class Tool:
     """A tool an agent may call.
 
@@ -44,7 +52,8 @@ class Tool:
     func: called with a validated args_model instance (sync or async).
     dangerous: True, or a predicate on the validated arguments (e.g. lambda a: a.action ==
       "delete"); dangerous calls need every field in target_fields non-empty, and then obey
-      on_dangerous: "allow", "confirm" (the confirm hook must return True), or "deny".
+      on_dangerous: "allow", "confirm" (the confirm hook must return True), or "deny". A
+      predicate that raises refuses the call (kind "denied"): undecidable is not safe.
     """
 
     def __init__(
@@ -118,13 +127,18 @@ class ToolGuard:
         raw = call.arguments
         if isinstance(raw, str):
             try:
-                raw = json.loads(raw) if raw.strip() else {}
+                raw = strict_loads(raw) if raw.strip() else {}
             except json.JSONDecodeError as exc:
                 return Refused(call, "bad_arguments", f"arguments are not valid JSON: {exc.msg}")
-            except RecursionError:
+            except TooDeepError:
                 return Refused(call, "bad_arguments", "arguments are nested too deeply")
+            except NotJSONError as exc:
+                return Refused(call, "bad_arguments", f"arguments are not valid JSON: {exc}")
         if not isinstance(raw, dict):
             return Refused(call, "bad_arguments", "arguments must be a JSON object")
+        unsound = problem(raw, text=False)
+        if unsound is not None:
+            return Refused(call, "bad_arguments", f"arguments are not valid JSON: {unsound}")
         try:
             args = tool.args_model.model_validate(raw)
         except RecursionError:
@@ -135,7 +149,15 @@ class ToolGuard:
                 for e in exc.errors()
             )
             return Refused(call, "bad_arguments", f"invalid arguments for {tool.name}: {details}")
-        if tool.is_dangerous(args):
+        unsound = _non_finite(args)
+        if unsound is not None:
+            return Refused(call, "bad_arguments", f"invalid arguments for {tool.name}: {unsound}")
+        try:
+            dangerous = tool.is_dangerous(args)
+        except Exception as exc:  # noqa: BLE001 - fail closed: undecidable means refused
+            reason = f"{tool.name}: could not tell whether the call is dangerous ({exc!r:.200})"
+            return Refused(call, "denied", reason)
+        if dangerous:
             missing = [f for f in tool.target_fields if _empty(getattr(args, f, None))]
             if missing:
                 return Refused(

@@ -18,7 +18,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from types import TracebackType
 from typing import Any, Self
 
-__all__ = ["Canned", "FakeOpenAIServer", "RecordedRequest", "completion"]
+__all__ = ["Canned", "FakeOpenAIServer", "RecordedRequest", "completion", "raw_json"]
 
 
 def completion(
@@ -64,6 +64,19 @@ def completion(
             "total_tokens": prompt_tokens + completion_tokens,
         },
     }
+
+
+def raw_json(template: Any, **fragments: str) -> str:
+    """`template` as JSON text with raw text spliced in: every string value `"<<name>>"` is
+    replaced by `fragments[name]` as it is, so a body can hold what `json.dumps` never writes
+    (`1e400`, `NaN`, a lone `\\ud800` escape, nesting deeper than the encoder allows)."""
+    text = json.dumps(template)
+    for name, fragment in fragments.items():
+        marker = json.dumps(f"<<{name}>>")
+        if marker not in text:
+            raise ValueError(f"no {marker} in the template")
+        text = text.replace(marker, fragment)
+    return text
 
 
 @dataclass(frozen=True)

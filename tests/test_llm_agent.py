@@ -207,10 +207,22 @@ def test_repeated_identical_tool_calls_are_a_reasoning_loop():
     assert len(log.calls) == 2  # the third identical call was not executed
 
 
-def test_repeated_identical_outputs_are_a_reasoning_loop():
-    llm = ScriptedLLM(['{"action": "explode"}'])
-    result, _, _ = run(desk_class(ToolLog(), loop_threshold=2, output_attempts=10), llm)
+def test_repeated_identical_tool_calling_outputs_are_a_reasoning_loop():
+    llm = ScriptedLLM([call("drop_database")])  # the same refused call, again and again
+    cls = desk_class(ToolLog(), loop_threshold=2, max_tool_refusals=10, max_steps=20)
+    result, _, _ = run(cls, llm)
     assert result.reason is FailureReason.REASONING_LOOP
+    assert llm.call_count == 2
+
+
+def test_repeated_identical_invalid_answers_are_invalid_output_not_a_loop():
+    llm = ScriptedLLM(['{"action": "explode"}'])
+    cls = desk_class(ToolLog(), loop_threshold=2, output_attempts=10, max_steps=20)
+    result, _, _ = run(cls, llm)
+    assert result.status is ExecutionStatus.INVALID_OUTPUT
+    assert result.reason is FailureReason.INVALID_OUTPUT
+    assert "after 10 attempts" in result.error
+    assert llm.call_count == 10
 
 
 def test_step_limit_ends_a_conversation_that_never_answers():

@@ -4,22 +4,23 @@ retries on 429 and 5xx, and the API key kept out of every message and repr."""
 from __future__ import annotations
 
 import asyncio
-import email.utils
-import json
 import math
 import os
 import random
+import re
 import threading
 import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from types import TracebackType
 from typing import Any, Self
+from urllib.parse import unquote
 
 import httpx
+from httpx._client import UseClientDefault
 from pydantic import SecretStr
 
+from .._redaction import MASK, redact_text
 from ._types import (
     LLMError,
     LLMMessage,
@@ -28,12 +29,12 @@ from ._types import (
     LLMResponseError,
     LLMServerError,
     LLMTimeoutError,
-    ToolCall,
     ToolSchema,
     Usage,
 )
+from ._wire import MalformedCompletion, encode_payload, parse_completion, parse_retry_after, payload
 
-__all__ = ["OpenAICompatibleLLM", "parse_retry_after"]
+__all__ = ["OpenAICompatibleLLM", "mask_userinfo", "parse_retry_after", "split_userinfo"]
 
 _EXCERPT = 200
 
@@ -56,6 +57,8 @@ class OpenAICompatibleLLM:
 
     `base_url`, `model` and `api_key` fall back to `OPENAI_BASE_URL` (else the OpenAI API),
     `OPENAI_MODEL` (else gpt-4o-mini) and `OPENAI_API_KEY` (else no Authorization header).
+    Credentials in the URL (`https://user:pw@host/v1`) are taken out of it and sent as basic
+    auth; `url`, the repr and every error show the URL without them.
     `timeout` bounds each HTTP phase (connect, write, each read) of one attempt; a call's
     `timeout` argument is an overall budget for that call, retries included. 429 and 5xx
     answers (and connection failures) are retried up to `max_retries` times, after the
@@ -63,7 +66,10 @@ class OpenAICompatibleLLM:
     `backoff_base * 2**attempt` seconds (capped at `backoff_max`, jittered down to half when
     `jitter`). Raises `LLMRateLimitError`/`LLMServerError`/`LLMError` when retries run out,
     `LLMTimeoutError` on a timeout (not retried), `LLMResponseError` for a 2xx body that is not
-    a chat completion, and `LLMError` (with status and a body excerpt) for any other status.
+    a sound chat completion (not JSON, nested too deeply, wrong shapes, negative or non-finite
+    usage, strings that are not valid Unicode...), and `LLMError` (with status and a body
+    excerpt) for any other status. A retry whose wait does not fit in what is left of the call's
+    `timeout` is not attempted: the error is raised at once.
     `extra_body` is merged into every request (temperature, max_tokens, ...). Costs come from
     the per-1k-token prices. `sleep`/`async_sleep` wait between retries (tests inject them).
 
@@ -94,8 +100,16 @@ class OpenAICompatibleLLM:
     ) -> None:
         if timeout <= 0 or max_retries < 0 or min(backoff_base, backoff_max, max_retry_after) < 0:
             raise ValueError("timeout must be > 0; retries and backoff values >= 0")
+        prices = (prompt_cost_per_1k, completion_cost_per_1k)
+        if not all(math.isfinite(p) and p >= 0 for p in prices):
+            raise ValueError("token prices must be finite and >= 0")
         base = base_url or os.environ.get("OPENAI_BASE_URL") or "https://api.openai.com/v1"
-        self.url = base.rstrip("/") + "/chat/completions"
+        url, userinfo = split_userinfo(base.rstrip("/") + "/chat/completions")
+        self.url = url
+        user, _, password = (userinfo or "").partition(":")
+        self._user = SecretStr(unquote(user)) if userinfo is not None else None
+        self._password = SecretStr(unquote(password)) if password else None
+        self._where = mask_userinfo(url.replace("://", f"://{MASK}@", 1) if userinfo else url)
         self.model = model or os.environ.get("OPENAI_MODEL") or "gpt-4o-mini"
         key = api_key if api_key is not None else os.environ.get("OPENAI_API_KEY")
         self._api_key = SecretStr(key) if key else None
@@ -119,7 +133,7 @@ class OpenAICompatibleLLM:
 
     def __repr__(self) -> str:
         key = "set" if self._api_key else "unset"
-        return f"OpenAICompatibleLLM(url={self.url!r}, model={self.model!r}, api_key={key})"
+        return f"OpenAICompatibleLLM(url={self._where!r}, model={self.model!r}, api_key={key})"
 
     def complete(
         self,
@@ -128,14 +142,18 @@ class OpenAICompatibleLLM:
         *,
         timeout: float | None = None,
     ) -> LLMResponse:
-        payload = self._payload(messages, tools)
+        body = self._body(messages, tools)
         deadline = None if timeout is None else time.monotonic() + timeout
         client = self._sync_client()
         attempt = 0
         while True:
             try:
                 answer = client.post(
-                    self.url, json=payload, headers=self._auth(), timeout=self._budget(deadline)
+                    self.url,
+                    content=body,
+                    headers=self._auth(),
+                    auth=self._url_auth(),
+                    timeout=self._budget(deadline),
                 )
             except httpx.HTTPError as exc:
                 outcome: LLMResponse | _Failure = self._transport_failure(exc)
@@ -153,7 +171,7 @@ class OpenAICompatibleLLM:
         *,
         timeout: float | None = None,
     ) -> LLMResponse:
-        payload = self._payload(messages, tools)
+        body = self._body(messages, tools)
         deadline = None if timeout is None else time.monotonic() + timeout
         client, own = self._async_client()
         try:
@@ -161,7 +179,11 @@ class OpenAICompatibleLLM:
             while True:
                 try:
                     answer = await client.post(
-                        self.url, json=payload, headers=self._auth(), timeout=self._budget(deadline)
+                        self.url,
+                        content=body,
+                        headers=self._auth(),
+                        auth=self._url_auth(),
+                        timeout=self._budget(deadline),
                     )
                 except httpx.HTTPError as exc:
                     outcome: LLMResponse | _Failure = self._transport_failure(exc)
@@ -230,29 +252,41 @@ class OpenAICompatibleLLM:
             return self.timeout
         left = deadline - time.monotonic()
         if left <= 0:
-            raise LLMTimeoutError(f"no time left for a request to {self.url}")
+            raise LLMTimeoutError(f"no time left for a request to {self._where}")
         return min(self.timeout, left)
 
     def _auth(self) -> dict[str, str]:
         """Built per request, so the key lives only in the `SecretStr`."""
         key = self._api_key.get_secret_value() if self._api_key else ""
-        return {"Authorization": f"Bearer {key}"} if key else {}
+        headers = {"Content-Type": "application/json"}
+        if key:
+            headers["Authorization"] = f"Bearer {key}"
+        return headers
+
+    def _url_auth(self) -> httpx.BasicAuth | UseClientDefault:
+        """Basic auth from the URL's credentials, built per request like `_auth`."""
+        if self._user is None:
+            return httpx.USE_CLIENT_DEFAULT
+        password = self._password.get_secret_value() if self._password else ""
+        return httpx.BasicAuth(self._user.get_secret_value(), password)
 
     def _transport_failure(self, exc: httpx.HTTPError) -> _Failure:
         """A retryable failure for a connection problem; raises for a timeout (not retried)
         and for a body httpx could not decode."""
-        what = f"{type(exc).__name__} on {self.url}"
+        what = f"{type(exc).__name__} on {self._where}"
         if isinstance(exc, httpx.TimeoutException):
             raise LLMTimeoutError(f"no answer in time ({what})") from exc
         if not isinstance(exc, httpx.TransportError):
-            raise LLMResponseError(f"unreadable response ({what}): {self._excerpt(str(exc))}")
+            raise LLMResponseError(
+                f"unreadable response ({what}): {self._excerpt(str(exc))}"
+            ) from None
         return _Failure(LLMError, f"connection failed ({what}): {self._excerpt(str(exc))}")
 
     def _outcome(self, answer: httpx.Response) -> LLMResponse | _Failure:
         status = answer.status_code
         if 200 <= status < 300:
             return self._parse(answer)
-        message = f"HTTP {status} from {self.url}: {self._excerpt(answer.text)}"
+        message = f"HTTP {status} from {self._where}: {self._excerpt(answer.text)}"
         retry_after = parse_retry_after(answer.headers)
         if status == 429:
             return _Failure(LLMRateLimitError, message, retry_after)
@@ -271,135 +305,75 @@ class OpenAICompatibleLLM:
             delay = min(self.backoff_max, self.backoff_base * 2**attempt)
             if self.jitter:
                 delay *= 0.5 + self._random.random() / 2
-        if deadline is not None and time.monotonic() + delay >= deadline:
-            raise failure.error(f"{failure.message} (no time left to retry)")
+        if deadline is not None:
+            left = deadline - time.monotonic()
+            if delay >= left:
+                wait = "retry-after" if failure.retry_after is not None else "backoff"
+                raise failure.error(
+                    f"{failure.message} (not retried: {wait} {delay:g}s exceeds the "
+                    f"{max(0.0, left):.1f}s left)"
+                )
         return delay
 
-    def _excerpt(self, text: str) -> str:
-        """At most `_EXCERPT` characters of `text`, whitespace collapsed, the key masked."""
-        short = " ".join(text.split())
-        if self._api_key:
-            short = short.replace(self._api_key.get_secret_value(), "***")
-        return short[:_EXCERPT]
+    def _body(self, messages: Sequence[LLMMessage], tools: Sequence[ToolSchema]) -> bytes:
+        """The request body, encoded once for every attempt; what cannot be sent is an
+        `LLMError` (nothing is retried)."""
+        try:
+            return encode_payload(payload(self.model, self.extra_body, messages, tools))
+        except ValueError as exc:
+            detail = self._scrub(str(exc))[:_EXCERPT]
+            raise LLMError(f"request to {self._where} cannot be encoded: {detail}") from None
 
-    def _payload(
-        self, messages: Sequence[LLMMessage], tools: Sequence[ToolSchema]
-    ) -> dict[str, Any]:
-        payload: dict[str, Any] = {"model": self.model, **self.extra_body}
-        payload["messages"] = [_wire_message(m) for m in messages]
-        if tools:
-            payload["tools"] = [
-                {
-                    "type": "function",
-                    "function": {
-                        "name": t.name,
-                        "description": t.description,
-                        "parameters": t.parameters,
-                    },
-                }
-                for t in tools
-            ]
-        return payload
+    def _excerpt(self, text: str) -> str:
+        """At most `_EXCERPT` characters of `text`, whitespace collapsed, secrets masked."""
+        return self._scrub(" ".join(text[: _EXCERPT * 10].split()))[:_EXCERPT]
+
+    def _scrub(self, text: str) -> str:
+        """`text` with the key, URL credentials and secret-looking strings masked."""
+        secrets = (self._api_key, self._password, self._user)
+        for secret, shortest in zip(secrets, (1, 3, 8), strict=True):  # a user name may be a token
+            value = secret.get_secret_value() if secret is not None else ""
+            if len(value) >= shortest:
+                text = text.replace(value, MASK)
+        return redact_text(mask_userinfo(text))
 
     def _parse(self, answer: httpx.Response) -> LLMResponse:
         try:
-            body = answer.json()
-            choice = body["choices"][0]
-            message = choice["message"]
-            if not isinstance(message, dict):
-                raise TypeError("message is not an object")
-            content = message.get("content")
-            if content is not None and not isinstance(content, str):
-                raise TypeError("content is not a string")
-            calls = tuple(
-                _parse_tool_call(raw, index)
-                for index, raw in enumerate(message.get("tool_calls") or ())
-            )
-            usage = body.get("usage") or {}
-            prompt = int(usage.get("prompt_tokens") or 0)
-            completion = int(usage.get("completion_tokens") or 0)
-            model = body.get("model")
-            finish = choice.get("finish_reason")
-        except (ValueError, KeyError, IndexError, TypeError, AttributeError) as exc:
-            detail = f"{type(exc).__name__}: {exc}"[:_EXCERPT]
+            got = parse_completion(answer.content)
+        except MalformedCompletion as exc:
+            detail = self._scrub(str(exc))[:_EXCERPT]
             raise LLMResponseError(
-                f"not a chat completion from {self.url} ({detail}): {self._excerpt(answer.text)}"
-            ) from exc
+                f"not a chat completion from {self._where} ({detail}): {self._excerpt(answer.text)}"
+            ) from None
+        prompt, completion = got.prompt_tokens, got.completion_tokens
         cost = (prompt * self.prompt_cost_per_1k + completion * self.completion_cost_per_1k) / 1000
+        if not math.isfinite(cost):
+            raise LLMResponseError(f"usage from {self._where} costs more than can be counted")
         return LLMResponse(
-            content=content,
-            tool_calls=calls,
+            content=got.content,
+            tool_calls=got.tool_calls,
             usage=Usage(prompt_tokens=prompt, completion_tokens=completion, cost_usd=cost),
-            model=model if isinstance(model, str) else self.model,
-            finish_reason=finish if isinstance(finish, str) else None,
+            model=got.model or self.model,
+            finish_reason=got.finish_reason,
         )
 
 
-def parse_retry_after(headers: Mapping[str, str], now: datetime | None = None) -> float | None:
-    """Seconds the server asks us to wait: `retry-after-ms`, else `Retry-After` as seconds or
-    as an HTTP-date (a past date means 0). None when absent or unreadable."""
-    millis = _finite(headers.get("retry-after-ms"))
-    if millis is not None:
-        return max(0.0, millis / 1000)
-    value = headers.get("retry-after")
-    if value is None:
-        return None
-    seconds = _finite(value)
-    if seconds is not None:
-        return max(0.0, seconds)
-    try:
-        when = email.utils.parsedate_to_datetime(value)
-    except (TypeError, ValueError, IndexError):
-        return None
-    if when.tzinfo is None:
-        when = when.replace(tzinfo=UTC)
-    return max(0.0, (when - (now or datetime.now(UTC))).total_seconds())
+def split_userinfo(url: str) -> tuple[str, str | None]:
+    """(`url` without its `user:password@`, the userinfo or None)."""
+    scheme, sep, rest = url.partition("://")
+    if not sep:
+        return url, None
+    ends = [i for i in (rest.find(c) for c in "/?#") if i >= 0]
+    end = min(ends, default=len(rest))
+    info, at, host = rest[:end].rpartition("@")
+    if not at:
+        return url, None
+    return f"{scheme}://{host}{rest[end:]}", info
 
 
-def _finite(text: str | None) -> float | None:
-    try:
-        value = float(text) if text is not None else math.nan
-    except ValueError:
-        return None
-    return value if math.isfinite(value) else None
+_USERINFO = re.compile(r"(?i)\b([a-z][a-z0-9+.-]*://)[^\s/?#]*@")
 
 
-def _wire_message(message: LLMMessage) -> dict[str, Any]:
-    wire: dict[str, Any] = {"role": message.role, "content": message.content}
-    if message.role == "tool":
-        wire["content"] = message.content or ""
-        wire["tool_call_id"] = message.tool_call_id
-    elif message.name is not None:  # OpenAI's tool messages take no name
-        wire["name"] = message.name
-    if message.tool_calls:
-        wire["tool_calls"] = [
-            {
-                "id": call.id,
-                "type": "function",
-                "function": {
-                    "name": call.name,
-                    "arguments": call.arguments
-                    if isinstance(call.arguments, str)
-                    else json.dumps(call.arguments),
-                },
-            }
-            for call in message.tool_calls
-        ]
-    return wire
-
-
-def _parse_tool_call(raw: Any, index: int) -> ToolCall:
-    function = raw["function"]
-    name = function["name"]
-    if not isinstance(name, str):
-        raise TypeError("tool call name is not a string")
-    arguments: dict[str, Any] | str = function.get("arguments") or {}
-    if isinstance(arguments, str):
-        try:
-            parsed = json.loads(arguments)
-        except ValueError:
-            parsed = None
-        arguments = parsed if isinstance(parsed, dict) else arguments
-    elif not isinstance(arguments, dict):
-        arguments = json.dumps(arguments)
-    return ToolCall(id=str(raw.get("id") or f"call_{index}"), name=name, arguments=arguments)
+def mask_userinfo(text: str) -> str:
+    """`text` with the credentials of every URL in it (`scheme://user:pw@`) masked."""
+    return _USERINFO.sub(rf"\1{MASK}@", text) if "@" in text else text

@@ -32,7 +32,10 @@ def estimate_tokens(text: str) -> int:
 def _message_text(message: LLMMessage) -> str:
     parts = [message.content or ""]
     for call in message.tool_calls:
-        args = call.arguments if isinstance(call.arguments, str) else json.dumps(call.arguments)
+        try:
+            args = call.arguments if isinstance(call.arguments, str) else json.dumps(call.arguments)
+        except (RecursionError, TypeError, ValueError):  # too deep, or not JSON: not estimated
+            args = ""
         parts.append(call.name + args)
     return "".join(parts)
 
@@ -194,6 +197,9 @@ def _check_reply(reply: object) -> None:
         raise TypeError("scripted reply content must be a str or None")
     for raw in reply.get("tool_calls") or ():
         _tool_call(raw, "check")
+    usage = reply.get("usage")
+    if usage is not None and not isinstance(usage, Usage):
+        Usage.model_validate(usage)  # a negative or non-finite figure fails here, up front
 
 
 def _tool_call(raw: ToolCall | Mapping[str, Any], default_id: str) -> ToolCall:

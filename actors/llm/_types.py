@@ -55,11 +55,14 @@ class ToolSchema(BaseModel):
 
 
 class Usage(BaseModel):
+    """What a call consumed, as the client reports it: whole non-negative token counts and a
+    finite non-negative cost (a negative or NaN figure would silently disable budgets)."""
+
     model_config = ConfigDict(frozen=True)
 
-    prompt_tokens: int = 0
-    completion_tokens: int = 0
-    cost_usd: float = 0.0
+    prompt_tokens: int = Field(default=0, ge=0)
+    completion_tokens: int = Field(default=0, ge=0)
+    cost_usd: float = Field(default=0.0, ge=0, allow_inf_nan=False)
 
     @property
     def total_tokens(self) -> int:
