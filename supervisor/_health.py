@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import time
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import AfterValidator, BaseModel, ConfigDict
+
+from actors._states import AgentState
 
 from ._slot import AgentSlot
 from ._stats import percentile
@@ -15,7 +17,28 @@ if TYPE_CHECKING:
     from ._node import SupervisorNode
     from ._tree import TreeIndex
 
-__all__ = ["ActorHealth", "BreakerHealth", "TreeHealth", "snapshot"]
+__all__ = [
+    "ActorHealth",
+    "BreakerHealth",
+    "RateLimitHealth",
+    "TreeHealth",
+    "clean_text",
+    "snapshot",
+]
+
+
+def clean_text(text: str) -> str:
+    """Text that always encodes as UTF-8: lone surrogates (valid in JSON, so they can arrive in
+    any request and end up in an error message) become backslash escapes."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return text.encode("utf-8", "backslashreplace").decode("utf-8")
+    return text
+
+
+# every string an agent can influence goes through clean_text: health must always serialise
+SafeText = Annotated[str, AfterValidator(clean_text)]
 
 
 class BreakerHealth(BaseModel):
@@ -34,22 +57,34 @@ class BreakerHealth(BaseModel):
     reopens_in: float | None = None
 
 
+class RateLimitHealth(BaseModel):
+    """tokens: left in the bucket now (shared with every agent on the same RateLimit);
+    waiting: messages queued for a token."""
+
+    model_config = ConfigDict(frozen=True)
+
+    per_second: float
+    burst: int
+    tokens: float
+    waiting: int
+
+
 class ActorHealth(BaseModel):
     model_config = ConfigDict(frozen=True)
 
-    path: str
+    path: SafeText
     kind: str  # agent | supervisor | fallback
     state: str
-    supervisor: str | None = None
+    supervisor: SafeText | None = None
     restarts: int = 0
-    last_error: str | None = None
+    last_error: SafeText | None = None
     started_at: datetime | None = None
     # agents and fallbacks
     mailbox_depth: int = 0
     mailbox_limit: int | None = None
     busy: bool = False
     processed: int = 0
-    failures: dict[str, int] = {}
+    failures: dict[SafeText, int] = {}
     latency_p50_ms: float | None = None
     latency_p99_ms: float | None = None
     last_heartbeat: datetime | None = None
@@ -58,11 +93,16 @@ class ActorHealth(BaseModel):
     fallback_answers: int = 0
     dead_letters: int = 0
     breaker: BreakerHealth | None = None
-    fallbacks: list[str] = []
+    rate_limit: RateLimitHealth | None = None
+    # set while the agent is kept down because too many of its hung handlers still run
+    alarm: SafeText | None = None
+    fallbacks: list[SafeText] = []
     degraded: bool = False  # a fallback answers in this agent's place right now
-    agent_state: str | None = None  # an LLMAgent's explicit state (processing, awaiting_tool, ...)
+    # an LLMAgent's explicit AgentState (processing, awaiting_tool, ...); None for any other agent
+    # (whatever else an agent keeps in an attribute named `state` is never reported)
+    agent_state: str | None = None
     # supervisors
-    children: list[str] = []
+    children: list[SafeText] = []
     strategy: str | None = None
     budget_used: int = 0
     max_restarts: int | None = None
@@ -76,11 +116,11 @@ class TreeHealth(BaseModel):
 
     model_config = ConfigDict(frozen=True)
 
-    root: str
+    root: SafeText
     state: str
     healthy: bool
-    actors: dict[str, ActorHealth]
-    dead_letters: dict[str, int]
+    actors: dict[SafeText, ActorHealth]
+    dead_letters: dict[SafeText, int]
     taken_at: datetime
 
     def tree(self) -> dict[str, Any]:
@@ -127,7 +167,6 @@ def _agent(slot: AgentSlot, tree: TreeIndex, now_mono: float, now_wall: float) -
         )
     host = slot.host
     agent = host.agent if host is not None else None
-    agent_state = getattr(agent, "state", None)
     degraded = bool(slot.fallbacks) and (
         slot.state.value in ("backoff", "down", "failed", "stopped")
         or (breaker is not None and breaker.state != "closed")
@@ -153,9 +192,49 @@ def _agent(slot: AgentSlot, tree: TreeIndex, now_mono: float, now_wall: float) -
         fallback_answers=stats.fallback_answers,
         dead_letters=tree.runtime.dead_letters.count_for(slot.path),
         breaker=breaker,
+        rate_limit=_rate_limit(slot),
+        alarm=slot.held_because,
         fallbacks=[f.path for f in slot.fallbacks],
         degraded=degraded,
-        agent_state=str(agent_state) if agent_state is not None else None,
+        agent_state=_agent_state(agent),
+    )
+
+
+def _rate_limit(slot: AgentSlot) -> RateLimitHealth | None:
+    found = slot.rate_health()
+    if found is None or slot.limiter is None:
+        return None
+    tokens, waiting = found
+    limit = slot.limiter.limit
+    return RateLimitHealth(
+        per_second=limit.per_second, burst=limit.capacity, tokens=tokens, waiting=waiting
+    )
+
+
+def _agent_state(agent: object) -> str | None:
+    """The LLM agent's AgentState, read defensively: an attribute named `state` that holds
+    anything else (user data, secrets) is not reported, and one that raises is ignored."""
+    if agent is None:
+        return None
+    try:
+        value = getattr(agent, "state", None)
+    except Exception:  # noqa: BLE001 - an agent's property must never break health
+        return None
+    return value.value if isinstance(value, AgentState) else None
+
+
+def _unreadable(slot: AgentSlot, exc: Exception) -> ActorHealth:
+    """The entry of an agent whose snapshot could not be built: what the runtime itself knows."""
+    try:
+        state = slot.state.value
+    except Exception:  # noqa: BLE001
+        state = "unknown"
+    return ActorHealth(
+        path=slot.path,
+        kind=slot.kind,
+        state=state,
+        supervisor=slot.parent.path,
+        last_error=f"health snapshot failed: {type(exc).__name__}",
     )
 
 
@@ -186,7 +265,10 @@ def snapshot(tree: TreeIndex, system_state: str) -> TreeHealth:
     for node in [*list(tree.supervisors.values()), tree.guardian]:
         actors[node.path] = _supervisor(node)
     for slot in list(tree.slots.values()):
-        actors[slot.path] = _agent(slot, tree, now_mono, now_wall)
+        try:
+            actors[slot.path] = _agent(slot, tree, now_mono, now_wall)
+        except Exception as exc:  # noqa: BLE001 - health never raises because of an agent
+            actors[slot.path] = _unreadable(slot, exc)
     degraded = any(a.degraded or a.state in ("down", "backoff") for a in actors.values())
     state = system_state
     if state == "running" and degraded:

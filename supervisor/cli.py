@@ -6,28 +6,37 @@
     hivekeeper status URL / tree URL     read a running system's HTTP endpoint
 
 Bad arguments and bad trees get a one-line error and exit code 2, never a traceback.
-status/tree exit 0 when the tree is healthy, 1 when it is degraded or failed, 2 when the
-endpoint cannot be read.
+status/tree take the endpoint's base URL (a URL ending in /health, /tree or /metrics is
+read as its base) and exit 0 when the tree is healthy, 1 when it is degraded, failed or
+stopped (HTTP 200 or 503 with a health document), 2 when the endpoint cannot be read: not
+reachable, 401, any other HTTP status, or an answer that is not a hivekeeper health document.
 """
 
 from __future__ import annotations
 
+import contextlib
 import importlib
 import os
 import sys
-import threading
-import time
-from typing import Annotated, Any
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Annotated, Any
 
-import httpx
 import typer
 from pydantic import ValidationError
 from rich.console import Console
+from rich.markup import escape
 
+from ._cli_errors import CliError
+from ._cli_remote import exit_code, fetch
+from ._cli_run import call_hook, check_http, serve, stop, watch
 from ._cli_view import render_tree, status_table
 from ._spec import ChildSpec, Supervisor, iter_specs
 
-__all__ = ["app", "load_tree", "main"]
+if TYPE_CHECKING:
+    from ._http import HealthServer
+    from ._system import System
+
+__all__ = ["CliError", "app", "load_hook", "load_tree", "main"]
 
 app = typer.Typer(
     name="hivekeeper",
@@ -40,15 +49,11 @@ console = Console()
 errors = Console(stderr=True)
 
 
-class CliError(Exception):
-    """A user-facing error: printed as one line, exit code 2."""
-
-
-def load_tree(target: str) -> Supervisor:
-    """MODULE:ATTR -> the Supervisor it names (or that a zero-argument callable returns)."""
+def _import_attr(target: str, what: str, example: str) -> tuple[str, Any]:
+    """MODULE:ATTR -> (module name, the attribute), CliError with one line otherwise."""
     module_name, _, attr = target.partition(":")
     if not module_name or not attr:
-        msg = f"expected MODULE:TREE (e.g. examples.support_desk:tree), got {target!r}"
+        msg = f"expected MODULE:{what} (e.g. {example}), got {target!r}"
         raise CliError(msg)
     if os.getcwd() not in sys.path:
         sys.path.insert(0, os.getcwd())
@@ -61,9 +66,14 @@ def load_tree(target: str) -> Supervisor:
     except Exception as exc:
         raise CliError(f"importing {module_name!r} failed: {type(exc).__name__}: {exc}") from exc
     try:
-        value = getattr(module, attr)
+        return module_name, getattr(module, attr)
     except AttributeError as exc:
         raise CliError(f"{module_name} has no attribute {attr!r}") from exc
+
+
+def load_tree(target: str) -> Supervisor:
+    """MODULE:ATTR -> the Supervisor it names (or that a zero-argument callable returns)."""
+    _, value = _import_attr(target, "TREE", "hivekeeper_examples.support_desk:tree")
     if callable(value) and not isinstance(value, Supervisor):
         try:
             value = value()
@@ -74,24 +84,19 @@ def load_tree(target: str) -> Supervisor:
     return value
 
 
+def load_hook(target: str) -> Callable[[System], object]:
+    """MODULE:FUNC -> the callable that `run --on-start` hands the running System."""
+    _, value = _import_attr(target, "FUNC", "myapp.main:on_started")
+    if not callable(value):
+        raise CliError(f"--on-start {target} is a {type(value).__name__}, not a function")
+    hook: Callable[[System], object] = value
+    return hook
+
+
 def _first_error(exc: ValidationError) -> str:
     first = exc.errors()[0]
     where = ".".join(str(p) for p in first["loc"])
     return f"{where}: {first['msg']}" if where else str(first["msg"])
-
-
-def _fetch(url: str, route: str, token: str | None) -> tuple[int, dict[str, Any]]:
-    headers = {"Authorization": f"Bearer {token}"} if token else {}
-    try:
-        response = httpx.get(url.rstrip("/") + route, headers=headers, timeout=10.0)
-    except httpx.HTTPError as exc:
-        raise CliError(f"cannot reach {url}: {type(exc).__name__}: {exc}") from exc
-    if response.status_code == 401:
-        raise CliError(f"{url}: 401 unauthorized (give --token)")
-    try:
-        return response.status_code, response.json()
-    except ValueError as exc:
-        raise CliError(f"{url}{route} did not answer JSON (HTTP {response.status_code})") from exc
 
 
 @app.command()
@@ -103,10 +108,12 @@ def status(
         str | None, typer.Option(envvar="HIVEKEEPER_TOKEN", help="Bearer token")
     ] = None,
 ) -> None:
-    """Print a running system's health; exit 0 healthy, 1 unhealthy, 2 unreachable."""
-    _, health = _fetch(url, "/health", token)
+    """Print a running system's health; exit 0 healthy, 1 unhealthy (degraded, failed,
+    stopped), 2 unreadable (unreachable, 401, another HTTP status, not a health document)."""
+    code, health = fetch(url, "/health", "actors", token)
     console.print(status_table(health))
-    raise typer.Exit(0 if health.get("healthy") else 1)
+    _note_status(code, health)
+    raise typer.Exit(exit_code(code, health))
 
 
 @app.command()
@@ -116,10 +123,16 @@ def tree(
         str | None, typer.Option(envvar="HIVEKEEPER_TOKEN", help="Bearer token")
     ] = None,
 ) -> None:
-    """Print a running system's supervision tree; exit 0 healthy, 1 unhealthy, 2 unreachable."""
-    _, snapshot = _fetch(url, "/tree", token)
+    """Print a running system's supervision tree; exit codes as for status."""
+    code, snapshot = fetch(url, "/tree", "tree", token)
     console.print(render_tree(snapshot))
-    raise typer.Exit(0 if snapshot.get("healthy") else 1)
+    _note_status(code, snapshot)
+    raise typer.Exit(exit_code(code, snapshot))
+
+
+def _note_status(code: int, doc: dict[str, Any]) -> None:
+    if code != 200:
+        _error(f"HTTP {code}: the tree is {doc.get('state')}")
 
 
 @app.command()
@@ -132,7 +145,7 @@ def check(target: Annotated[str, typer.Argument(help="MODULE:TREE")]) -> None:
             supervisors += 1
             strategy = node.strategy
             console.print(
-                f"{path}  [dim]supervisor {strategy.name} "
+                f"{escape(path)}  [dim]supervisor {escape(strategy.name)} "
                 f"max_restarts={strategy.max_restarts} within={strategy.within_seconds}s[/]"
             )
         elif isinstance(node, ChildSpec):
@@ -143,8 +156,8 @@ def check(target: Annotated[str, typer.Argument(help="MODULE:TREE")]) -> None:
                 extras.append(f"breaker(fail_max={node.breaker.fail_max})")
             if node.fallback:
                 extras.append("fallback=" + ">".join(f.id for f in node.fallback))
-            factory = getattr(node.factory, "__name__", node.factory)
-            console.print(f"{path}  [dim]{factory} {' '.join(extras)}[/]")
+            factory = str(getattr(node.factory, "__name__", node.factory))
+            console.print(f"{escape(path)}  [dim]{escape(factory)} {escape(' '.join(extras))}[/]")
     console.print(
         f"[green]ok[/]: {supervisors} supervisors, {agents} agents, {fallbacks} fallbacks"
     )
@@ -167,8 +180,27 @@ def run(
     ] = "",
     http: Annotated[int | None, typer.Option("--http", help="Serve health on this port")] = None,
     host: Annotated[str, typer.Option(help="Bind address for --http")] = "127.0.0.1",
+    allow_host: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--allow-host",
+            help="A Host header --http answers (repeatable; default: loopback names and the "
+            "bind address; '*' for any)",
+        ),
+    ] = None,
     token: Annotated[
         str | None, typer.Option(envvar="HIVEKEEPER_TOKEN", help="Bearer token for --http")
+    ] = None,
+    on_start: Annotated[
+        str | None,
+        typer.Option(
+            "--on-start",
+            metavar="MODULE:FUNC",
+            help="Call FUNC(system) with the running System once the tree (and --http) is up, "
+            "before the live view starts: e.g. to start one agent per conversation with "
+            "system.start_child. It should return promptly (start your own threads for "
+            "ongoing work); if it raises, the tree is shut down and the command exits 2",
+        ),
     ] = None,
     refresh: Annotated[float, typer.Option(min=0.05, help="Seconds between view refreshes")] = 0.5,
     duration: Annotated[
@@ -176,53 +208,53 @@ def run(
     ] = None,
 ) -> None:
     """Start a tree and show it live (state, restarts, breaker, mailbox, throughput) until
-    Ctrl-C; then shut it down in order and print a summary."""
-    from rich.live import Live  # noqa: PLC0415
-
+    Ctrl-C; then shut it down in order and print a summary. With --on-start MODULE:FUNC,
+    FUNC(system) gets the running System first."""
     from ._logging import configure_logging  # noqa: PLC0415
     from ._system import start  # noqa: PLC0415
 
     spec = load_tree(target)
+    hook = load_hook(on_start) if on_start else None
     level = log_level or ("info" if json_logs else "error")
     if level.lower() not in ("debug", "info", "warning", "error", "critical"):
         raise CliError(
             f"--log-level must be debug, info, warning, error or critical, not {level!r}"
         )
+    if http is not None:  # before the tree starts: a bad bind must not leave it running
+        check_http(host, http, token)
     configure_logging(json=json_logs, level=level)
     system = start(spec)
-    server = system.serve_http(host=host, port=http, token=token) if http is not None else None
-    console.print(
-        f"started {spec.id} with {len(system.paths())} agents"
-        + (f"; health at {server.url}" if server else "")
-        + "; Ctrl-C to stop",
-        highlight=False,
-    )
-    sys.stdout.flush()
-    last: dict[str, tuple[float, int]] = {}
-    stop_at = time.monotonic() + duration if duration is not None else None
-    wake = threading.Event()
+    server: HealthServer | None = None
+    # from here on, Ctrl-C (or any failure) shuts the tree down: the announcement comes after
     try:
-        with Live(
-            console=console, refresh_per_second=max(1.0, 1 / refresh), transient=False
-        ) as live:
-            while stop_at is None or time.monotonic() < stop_at:
-                health = system.health()
-                now = time.monotonic()
-                rates = {}
-                for path, actor in health.actors.items():
-                    seen = last.get(path)
-                    if seen is not None and now > seen[0]:
-                        rates[path] = (actor.processed - seen[1]) / (now - seen[0])
-                    last[path] = (now, actor.processed)
-                live.update(render_tree(health.tree(), rates))
-                wake.wait(refresh)
+        if http is not None:
+            server = serve(system, host, http, token, allow_host)
+        if hook is not None:
+            call_hook(hook, str(on_start), system)
+        console.print(
+            f"started {spec.id} with {len(system.paths())} agents"
+            + (f"; health at {server.url}" if server else "")
+            + "; Ctrl-C to stop",
+            highlight=False,
+            markup=False,
+        )
+        sys.stdout.flush()
+        watch(system, console, refresh, duration)
     except KeyboardInterrupt:
         pass
-    console.print("\nstopping: children in reverse order ...")
+    except BaseException:
+        with contextlib.suppress(Exception):  # the failure that got us here is what to report
+            stop(system, server)
+        raise
+    console.print("\nstopping: children in reverse order ...", markup=False)
     health = system.health()
-    system.shutdown()
+    stop(system, server)
     console.print(status_table(health.model_dump(mode="json")))
-    console.print(f"stopped {spec.id}; dead letters: {health.dead_letters or 'none'}")
+    console.print(
+        f"stopped {spec.id}; dead letters: {health.dead_letters or 'none'}",
+        highlight=False,
+        markup=False,
+    )
 
 
 @app.command()
@@ -276,10 +308,10 @@ def main(argv: list[str] | None = None) -> int:
     try:
         result = app(args=argv, standalone_mode=False)
     except CliError as exc:
-        errors.print(f"error: {exc}", highlight=False, soft_wrap=True)
+        _error(f"error: {exc}")
         return 2
     except ValidationError as exc:
-        errors.print(f"error: invalid input: {_first_error(exc)}", highlight=False, soft_wrap=True)
+        _error(f"error: invalid input: {_first_error(exc)}")
         return 2
     except (typer.Abort, KeyboardInterrupt):
         errors.print("aborted")
@@ -291,13 +323,18 @@ def main(argv: list[str] | None = None) -> int:
         if type(exc).__name__ == "NoArgsIsHelpError":
             return 0
         if isinstance(code, int) and hasattr(exc, "format_message"):
-            errors.print(f"error: {exc.format_message()}", highlight=False, soft_wrap=True)
+            _error(f"error: {exc.format_message()}")
             return code
         if type(exc).__name__ == "Exit" and isinstance(code, int):
             return code
-        errors.print(f"error: {type(exc).__name__}: {exc}", highlight=False, soft_wrap=True)
+        _error(f"error: {type(exc).__name__}: {exc}")
         return 2
     return result if isinstance(result, int) else 0
+
+
+def _error(line: str) -> None:
+    """One line on stderr, taken literally (agent and endpoint text is never markup)."""
+    errors.print(line, highlight=False, soft_wrap=True, markup=False)
 
 
 def run_main() -> None:

@@ -83,7 +83,10 @@ def test_demo_runs_offline():
     assert "answered by agents" in result.output
 
 
+@pytest.mark.timeout(150)
 def test_hivekeeper_run_in_a_real_process_stops_cleanly_on_sigint():
+    """SIGINT is sent only once the child has announced it is ready ("Ctrl-C to stop"),
+    which it does only once Ctrl-C leads to the ordered shutdown: never a race."""
     exe = Path(sys.executable).with_name("hivekeeper")
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     proc = subprocess.Popen(
@@ -107,9 +110,9 @@ def test_hivekeeper_run_in_a_real_process_stops_cleanly_on_sigint():
     reader = threading.Thread(target=read)
     reader.start()
     try:
-        assert started.wait(30), "".join(lines)
+        assert started.wait(60), "".join(lines)  # generous: the machine may be busy
         proc.send_signal(signal.SIGINT)
-        assert proc.wait(30) == 0, "".join(lines)
+        assert proc.wait(60) == 0, "".join(lines)
     finally:
         if proc.poll() is None:
             proc.kill()
