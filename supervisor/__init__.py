@@ -9,14 +9,18 @@ from ._clock import Clock, FakeClock, MonotonicClock
 from ._dead_letters import DeadLetter
 from ._events import subscribe
 from ._exceptions import (
+    ChildStartError,
+    DuplicateChildError,
     HivekeeperError,
+    NotAChildError,
     SupervisorUnavailableError,
     SystemNotRunningError,
     TreeStartError,
     UnknownPathError,
 )
-from ._health import ActorHealth, BreakerHealth, TreeHealth
+from ._health import ActorHealth, BreakerHealth, RateLimitHealth, TreeHealth
 from ._http import HealthServer, serve_http
+from ._http_guard import HttpLimits
 from ._logging import configure_logging
 from ._metrics import TreeCollector, metrics_registry, render_metrics
 from ._spec import ChildSpec, Supervisor
@@ -27,16 +31,21 @@ __all__ = [
     "BreakerHealth",
     "BreakerState",
     "ChildSpec",
+    "ChildStartError",
     "Clock",
     "DeadLetter",
+    "DuplicateChildError",
     "ExecutionResult",
     "ExecutionStatus",
     "FailureReason",
     "FakeClock",
     "HealthServer",
     "HivekeeperError",
+    "HttpLimits",
     "MonotonicClock",
+    "NotAChildError",
     "PendingAsk",
+    "RateLimitHealth",
     "ResultError",
     "Supervisor",
     "SupervisorUnavailableError",

@@ -12,6 +12,7 @@ import pykka
 
 from ._child_record import ChildRecord, settle
 from ._events import emit
+from ._exceptions import ChildStartError
 from ._host import ThreadHost
 from ._node import Shutdown, SupervisorNode, TimerFired
 from ._slot import AgentSlot, SlotState
@@ -55,6 +56,25 @@ class ChildLifecycle:
         if timeout is not None:
             self._arm(rec, "start_timeout", timeout)
 
+    def _held_for_abandoned(self, rec: ChildRecord) -> bool:
+        """Keep an agent down instead of restarting it while `max_abandoned` of its hung
+        handlers still run: each spinning one takes CPU from every agent, and threads cannot
+        be killed. Its fallback answers meanwhile; a host reports Reconcile when its abandoned
+        thread ends, and the agent is started again then."""
+        node = rec.node
+        if not isinstance(node, AgentSlot) or not node.too_many_abandoned():
+            return False
+        running = node.stats.abandoned_running
+        why = (
+            f"{running} hung handlers of {node.path} still run (max_abandoned="
+            f"{node.spec.max_abandoned}): kept down until one ends; a thread cannot be "
+            "killed, so run an agent that hangs like this with process isolation"
+        )
+        if node.hold_down(why):
+            self._event("agent_abandoned_limit", rec, level="error", reason=why,
+                        abandoned=running)  # fmt: skip
+        return True
+
     def _stop_child(self, rec: ChildRecord) -> None:
         purpose = (
             self.purpose
@@ -88,13 +108,20 @@ class ChildLifecycle:
     def _set_down(self, rec: ChildRecord, purpose: str) -> None:
         settle(rec.node, purpose, self.node.path)
 
-    def _remove(self, rec: ChildRecord) -> None:
+    def _remove(self, rec: ChildRecord, start_error: Exception | None = None) -> None:
+        """Forget a child that is down: out of this supervisor and the tree index, its queue
+        answered. A start_child still waiting for it gets start_error (default: a stop_child
+        removed it first)."""
         self.children.remove(rec)
         self._set_down(rec, "remove")
         self.tree.remove_child(self.node, rec.node)
         self._event("child_removed", rec, reason=rec.purpose)
-        rec.resolve_started(RuntimeError(f"{rec.node.path} was removed before it started"))
+        rec.resolve_started(
+            start_error or ChildStartError(rec.node.path, "removed by stop_child before it started")
+        )
         rec.resolve_removed()
+        self._cancel(rec)
+        rec.host = None
 
     def _event(self, event: str, rec: ChildRecord, level: str = "info", **fields: Any) -> None:
         """A lifecycle event about one child, with the keys every supervisor report has."""

@@ -32,13 +32,16 @@ class ChildRecord:
     """phase: down | starting | running | stopping (what is); want: run | stop | remove (what
     should be); restart_pending: stop it, then start it again (a sibling's group restart);
     purpose: why it is being stopped; not_before: restart backoff; gen: the incarnation
-    (host or supervisor actor) this supervisor started, whose reports it accepts."""
+    (host or supervisor actor) this supervisor started, whose reports it accepts;
+    first_start: added by start_child and not started yet (if that start fails, the child is
+    discarded, OTP's start_child contract, instead of restarted)."""
 
     node: AgentSlot | SupervisorNode
     gen: int = 0
     phase: str = "down"
     want: str = "run"
     restart_pending: bool = False
+    first_start: bool = False
     purpose: str = "restart"
     not_before: float | None = None
     backoff: BackoffState = field(default_factory=BackoffState)
@@ -46,6 +49,14 @@ class ChildRecord:
     host: ThreadHost | None = None
     started_waiters: list[Any] = field(default_factory=list)  # start_child futures
     removed_waiters: list[Any] = field(default_factory=list)  # stop_child futures
+
+    @property
+    def held(self) -> bool:
+        """Down and kept down: too many of its hung handlers still run (see max_abandoned)."""
+        node = self.node
+        return (
+            self.phase == "down" and isinstance(node, AgentSlot) and node.held_because is not None
+        )
 
     @property
     def id(self) -> str:

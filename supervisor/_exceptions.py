@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 __all__ = [
+    "ChildStartError",
+    "DuplicateChildError",
     "HivekeeperError",
+    "NotAChildError",
     "SupervisorUnavailableError",
     "SystemNotRunningError",
     "TreeStartError",
@@ -43,3 +46,34 @@ class TreeStartError(HivekeeperError, RuntimeError):
 class SupervisorUnavailableError(HivekeeperError, RuntimeError):
     """start_child / stop_child on a supervisor that is not running (it gave up and is waiting
     for its parent, the tree failed, it is shutting down), or that did not answer in time."""
+
+
+class DuplicateChildError(HivekeeperError, ValueError):
+    """start_child with an id its supervisor already has a child for (perhaps started by a
+    concurrent start_child)."""
+
+    def __init__(self, supervisor: str, child: str) -> None:
+        self.supervisor = supervisor
+        self.child = child
+        super().__init__(f"{supervisor} already has a child {child!r}")
+
+
+class NotAChildError(HivekeeperError, ValueError):
+    """stop_child on a path that no supervisor of the tree owns (the root, a fallback)."""
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+        super().__init__(f"{path} is not a child of a supervisor in this tree")
+
+
+class ChildStartError(HivekeeperError, RuntimeError):
+    """start_child: the child did not start, and was discarded (never restarted, not kept):
+    its __init__ / on_start raised or overran its start_timeout, a child supervisor gave up
+    while starting, or a concurrent stop_child removed it first. path: where it would have
+    been; child: its id; cause: why (the exception text for a crash)."""
+
+    def __init__(self, path: str, cause: str) -> None:
+        self.path = path
+        self.child = path.rsplit("/", 1)[-1]
+        self.cause = cause
+        super().__init__(f"could not start {path}: {cause}")

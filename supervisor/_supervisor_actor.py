@@ -4,10 +4,12 @@ It only reacts to messages (a child started, exited or stopped; a timer fired; a
 start, stop or shut down) and never waits on a child. Its decisions come from the pure
 strategies.plan_exit(); carrying them out is a reconcile loop over per-child records:
 
+0. a child added by start_child starts at once (_dynamic_children.py: its first start waits
+   for no sibling, and if it fails the child is discarded, not restarted);
 1. at most one child is stopping at a time, in reverse declaration order;
 2. children marked for removal are removed once down;
 3. when terminating (escalation or shutdown) and everything is down, report and end;
-4. at most one child is starting at a time, in declaration order (skipping backoffs);
+4. at most one child is (re)starting at a time, in declaration order (skipping backoffs);
 5. when the initial start is complete, report Started to the parent.
 
 A new incarnation (its parent restarted it) starts with a fresh restart budget.
@@ -28,8 +30,8 @@ from strategies import (
     plan_exit,
 )
 
-from ._child_lifecycle import ChildLifecycle
 from ._child_record import ChildRecord
+from ._dynamic_children import DynamicChildren
 from ._events import emit
 from ._exceptions import SupervisorUnavailableError
 from ._exit_answers import answer_exit
@@ -55,7 +57,7 @@ if TYPE_CHECKING:
 __all__ = ["SupervisorActor"]
 
 
-class SupervisorActor(ChildLifecycle, pykka.ThreadingActor):
+class SupervisorActor(DynamicChildren, pykka.ThreadingActor):
     use_daemon_thread = True
 
     def __init__(self, node: SupervisorNode, gen: int, tree: TreeIndex) -> None:
@@ -86,6 +88,13 @@ class SupervisorActor(ChildLifecycle, pykka.ThreadingActor):
         SupervisorActor.launch(node, gen, self.tree)
 
     # -- messages ----------------------------------------------------------------------------
+
+    def on_stop(self) -> None:
+        """Requests that reached this incarnation as it ended are answered, not dropped (pykka
+        drops tells left in the inbox): start_child / stop_child fail at once."""
+        inbox = self.actor_inbox
+        while self.mode == "dead" and not inbox.empty():
+            self.on_receive(inbox.get().message)
 
     def on_receive(self, message: Any) -> Any:
         try:
@@ -157,6 +166,7 @@ class SupervisorActor(ChildLifecycle, pykka.ThreadingActor):
         if rec is None or rec.phase != "starting":
             return
         rec.phase = "running"
+        rec.first_start = False
         self._cancel(rec)
         self._event("child_started", rec, reason=None, generation=rec.gen)
         for fut in rec.started_waiters:
@@ -170,6 +180,9 @@ class SupervisorActor(ChildLifecycle, pykka.ThreadingActor):
             self._answer_failed(msg.child, msg.kind, msg.env, msg.error)
             return
         was = rec.phase
+        if rec.first_start and was == "starting" and self.mode != "terminating":
+            self._start_failed(rec, msg)  # OTP: a child that fails to start is not kept
+            return
         rec.phase = "down"
         rec.restart_pending = False  # it is down now: the plan below decides its restart
         self._cancel(rec)
@@ -239,6 +252,8 @@ class SupervisorActor(ChildLifecycle, pykka.ThreadingActor):
                 target.node.stats.restarts += 1
             else:
                 target.node.restarts += 1
+        if delay > 0:  # armed before the event below: who sees the event may move the clock
+            self.runtime.scheduler.call_later(delay, lambda: self._post(Reconcile()))
         if rec.id in restarting:
             self._event(
                 "child_restarting",
@@ -254,8 +269,6 @@ class SupervisorActor(ChildLifecycle, pykka.ThreadingActor):
         else:
             rec.want = "stop"
             self._set_down(rec, "shutdown")
-        if delay > 0:
-            self.runtime.scheduler.call_later(delay, lambda: self._post(Reconcile()))
 
     def _on_stopped(self, msg: Stopped) -> None:
         rec = self._find(msg.child, msg.gen)
@@ -300,39 +313,12 @@ class SupervisorActor(ChildLifecycle, pykka.ThreadingActor):
             rec.phase = "down"
             self._after_stop(rec)
 
-    def _on_start_child(self, msg: StartChild) -> None:
-        if self.mode == "terminating":
-            msg.future.set_exception(
-                SupervisorUnavailableError(f"{self.node.path} is shutting down")
-            )
-            return
-        try:
-            node = self.tree.add_child(self.node, msg.spec)
-        except Exception as exc:  # noqa: BLE001 - reported to the caller, never crashes us
-            msg.future.set_exception(exc)
-            return
-        rec = ChildRecord(node)
-        rec.started_waiters.append(msg.future)
-        self.children.append(rec)
-
-    def _on_adopt(self, msg: Adopt) -> None:
-        """Supervise nodes the tree index already created (fallbacks of a new child)."""
-        if self.mode != "terminating":
-            self.children.extend(ChildRecord(n) for n in msg.nodes)
-
-    def _on_stop_child(self, msg: StopChild) -> None:
-        for rec in self.children:
-            if rec.node is msg.child:
-                rec.want = "remove"
-                rec.removed_waiters.append(msg.future)
-                return
-        msg.future.set_exception(KeyError(getattr(msg.child, "path", msg.child)))
-
     # -- carrying decisions out ---------------------------------------------------------------
 
     def _reconcile(self) -> None:
         if self.mode == "dead":
             return
+        self._start_new_children()
         if any(r.phase == "stopping" for r in self.children):
             return
         for rec in reversed(self.children):
@@ -346,17 +332,19 @@ class SupervisorActor(ChildLifecycle, pykka.ThreadingActor):
         if self.mode == "terminating":
             self._finish_termination()
             return
-        if any(r.phase == "starting" for r in self.children):
+        if any(r.phase == "starting" and not r.first_start for r in self.children):
             return
         now = self.clock.now()
         for rec in self.children:
             if rec.phase == "down" and rec.want == "run":
                 if rec.not_before is not None and now < rec.not_before:
                     continue
+                if self._held_for_abandoned(rec):
+                    continue  # retried when one of its abandoned threads ends
                 self._start_child(rec)
                 return
         if self.mode == "starting" and all(
-            r.phase == "running" for r in self.children if r.want == "run"
+            r.phase == "running" or r.held for r in self.children if r.want == "run"
         ):
             self.mode = "running"
             self.node.state = "running"
@@ -373,8 +361,11 @@ class SupervisorActor(ChildLifecycle, pykka.ThreadingActor):
     def _finish_termination(self) -> None:
         self.mode = "dead"
         node = self.node
+        self._discard_unstarted()
         for rec in self.children:
-            rec.resolve_started(RuntimeError(f"{node.path} stopped before {rec.id} started"))
+            rec.resolve_started(
+                SupervisorUnavailableError(f"{node.path} stopped before {rec.id} started")
+            )
             rec.resolve_removed()
         if self.purpose == "escalate":
             node.state = "down"

@@ -3,19 +3,27 @@ ask / tell API is in _asking.py), and start(), which makes one."""
 
 from __future__ import annotations
 
+import math
 import random
 import threading
 from concurrent.futures import Future
 from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
+import pykka
+
 from strategies import ExitKind
 
-from ._asking import Asking
+from ._asking import _MAX_TIMEOUT, Asking
 from ._clock import Clock, MonotonicClock
 from ._dead_letters import DeadLetter, DeadLetterOffice
 from ._events import emit
-from ._exceptions import SupervisorUnavailableError, TreeStartError
+from ._exceptions import (
+    NotAChildError,
+    SupervisorUnavailableError,
+    TreeStartError,
+    UnknownPathError,
+)
 from ._health import TreeHealth, snapshot
 from ._node import Exited, Shutdown, StartChild, Started, StopChild, Stopped, SupervisorNode
 from ._otel import Tracing
@@ -27,7 +35,10 @@ from ._supervisor_actor import SupervisorActor
 from ._tree import TreeIndex
 
 if TYPE_CHECKING:
+    from collections.abc import Iterable
+
     from ._http import HealthServer
+    from ._http_guard import HttpLimits
 
 __all__ = ["System", "start"]
 
@@ -47,6 +58,7 @@ class System(Asking):
         if not isinstance(spec, Supervisor):
             msg = f"start() takes a Supervisor tree, got {type(spec).__name__}"
             raise TypeError(msg)
+        default_timeout = _seconds("default_timeout", default_timeout)
         self.spec = spec
         self.clock: Clock = clock or MonotonicClock()
         self.state = "starting"
@@ -59,6 +71,8 @@ class System(Asking):
             ask=self._ask,
             tell=self._tell,
             ask_async=self._ask_async,
+            start_child=self.start_child,
+            stop_child=self.stop_child,
             rng=random.Random(seed),
             tracing=_make_tracing(tracing),
         )
@@ -196,7 +210,18 @@ class System(Asking):
         self, supervisor: str, spec: ChildSpec | Supervisor, *, timeout: float = 30.0
     ) -> str:
         """Add a child to a running supervisor (at the end of its children) and wait until it
-        has started. Returns its path."""
+        has started. Returns its path. Raises only HivekeeperErrors (and TypeError for a
+        spec of the wrong type, ValueError for a bad timeout): UnknownPathError (no such
+        supervisor), DuplicateChildError (the id is taken), ChildStartError (its __init__ /
+        on_start failed or overran start_timeout: it is discarded, never restarted, and its
+        supervisor is untouched; or a concurrent stop_child removed it first),
+        SupervisorUnavailableError (the supervisor is not running or did not answer in time),
+        SystemNotRunningError.
+
+        Safe from an agent's handler (it blocks only that handler's thread; the supervisor
+        never waits on it). From a sibling's on_start too: a new child's first start waits
+        for no sibling."""
+        timeout = _seconds("timeout", timeout)
         node = self._running_supervisor(supervisor)
         if not isinstance(spec, (ChildSpec, Supervisor)):
             msg = f"start_child takes a ChildSpec or Supervisor, got {type(spec).__name__}"
@@ -209,25 +234,35 @@ class System(Asking):
 
     def stop_child(self, path: str, *, timeout: float = 30.0) -> None:
         """Stop a child (it finishes its current message) and remove it: its path is unknown
-        afterwards and messages still queued for it are answered."""
+        afterwards and messages still queued for it are answered. Raises only HivekeeperErrors
+        (and ValueError for a bad timeout): UnknownPathError (no such path, or a concurrent
+        stop_child removed it first), NotAChildError (the root or a fallback),
+        SupervisorUnavailableError, SystemNotRunningError."""
+        timeout = _seconds("timeout", timeout)
         self._require_running()
         child = self._tree.node(path)
         parent = child.parent
         if parent is None or parent is self._tree.guardian:
-            msg = f"{path} is not a child of a supervisor in this tree"
-            raise ValueError(msg)
+            raise NotAChildError(path)
         future: Future[None] = Future()
         self._deliver(parent, StopChild(child, future))
         self._outcome(future, timeout, f"stop {path}")
 
-    @staticmethod
-    def _deliver(node: SupervisorNode, message: StartChild | StopChild) -> None:
+    def _deliver(self, node: SupervisorNode, message: StartChild | StopChild) -> None:
         """Hand a request to a supervisor's live incarnation, or fail at once."""
+        if self._tree.supervisors.get(node.path) is not node:  # removed meanwhile
+            raise UnknownPathError(node.path, detail=f"{node.path} was removed")
         actor = node.actor
-        if actor is None or node.state not in ("starting", "running"):
-            msg = f"supervisor {node.path} is {node.state}; it cannot take {type(message).__name__}"
-            raise SupervisorUnavailableError(msg)
-        node.post(message)
+        state = node.state
+        if actor is not None and state in ("starting", "running"):
+            try:
+                actor.actor_ref.tell(message)
+            except pykka.ActorDeadError:
+                state = "stopped"
+            else:
+                return
+        msg = f"supervisor {node.path} is {state}; it cannot take {type(message).__name__}"
+        raise SupervisorUnavailableError(msg)
 
     @staticmethod
     def _outcome(future: Future[Any], timeout: float, what: str) -> Any:
@@ -244,14 +279,24 @@ class System(Asking):
     # -- inspecting --------------------------------------------------------------------------
 
     def serve_http(
-        self, host: str = "127.0.0.1", port: int = 0, token: str | None = None
+        self,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        token: str | None = None,
+        *,
+        allowed_hosts: Iterable[str] | None = None,
+        limits: HttpLimits | None = None,
     ) -> HealthServer:
         """Serve /health, /tree, /metrics and the live tree page at / from a background thread.
-        Binds to 127.0.0.1 by default; any other address requires a bearer token. Closed by
-        shutdown() (or call .close())."""
+        Binds to 127.0.0.1 by default; any other address requires a bearer token. Answers only
+        requests whose Host header is in `allowed_hosts` (default: loopback names and the
+        bound address), within `limits` (an HttpLimits: connections, request time, backlog,
+        URL length). Closed by shutdown() (or call .close())."""
         from ._http import serve_http  # noqa: PLC0415 - the HTTP server loads only when asked for
 
-        server = serve_http(self, host=host, port=port, token=token)
+        server = serve_http(
+            self, host=host, port=port, token=token, allowed_hosts=allowed_hosts, limits=limits
+        )
         self._servers.append(server)
         return server
 
@@ -263,6 +308,20 @@ class System(Asking):
 
     def paths(self) -> list[str]:
         return list(self._tree.slots)
+
+
+def _seconds(name: str, value: object) -> float:
+    """A caller-given duration: a finite, positive number of seconds a wait accepts."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        msg = f"{name} must be a number of seconds, got {type(value).__name__}"
+        raise TypeError(msg)
+    if not (math.isfinite(value) and 0 < value <= _MAX_TIMEOUT):
+        msg = (
+            f"{name} must be a positive, finite number of seconds up to {_MAX_TIMEOUT:.0f}, "
+            f"got {value!r}"
+        )
+        raise ValueError(msg)
+    return float(value)
 
 
 def _make_tracing(tracing: bool | Any) -> Tracing | None:
@@ -286,7 +345,10 @@ def start(
 
     clock: a FakeClock for tests. default_timeout: ask deadline when none is given.
     seed: seeds the jitter of backoffs. tracing: True (global OpenTelemetry tracer provider)
-    or a TracerProvider: a span per message handled (needs the otel extra)."""
+    or a TracerProvider: a span per message handled (needs the otel extra).
+    default_timeout and start_timeout must be positive, finite numbers of seconds (else
+    ValueError, or TypeError for a non-number), checked before anything starts."""
+    start_timeout = _seconds("start_timeout", start_timeout)
     system = System(tree, clock=clock, default_timeout=default_timeout, seed=seed, tracing=tracing)
     system._boot(start_timeout)
     return system

@@ -8,7 +8,7 @@ from concurrent.futures import Future
 
 from strategies import Backoff, OneForOne
 
-from ._exceptions import UnknownPathError
+from ._exceptions import DuplicateChildError, UnknownPathError
 from ._node import Adopt, StopChild, SupervisorNode
 from ._runtime import Runtime
 from ._slot import AgentSlot
@@ -98,8 +98,7 @@ class TreeIndex:
 
     def check_new_child(self, parent: SupervisorNode, spec: ChildSpec | Supervisor) -> None:
         if any(c.id == spec.id for c in parent.children):
-            msg = f"{parent.path} already has a child {spec.id!r}"
-            raise ValueError(msg)
+            raise DuplicateChildError(parent.path, spec.id)
 
     def add_child(
         self, parent: SupervisorNode, spec: ChildSpec | Supervisor

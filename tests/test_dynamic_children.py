@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 from pydantic import ValidationError
 
+from actors import Agent
 from strategies import OneForOne
 from supervisor import ChildSpec, ExecutionStatus, Supervisor, UnknownPathError, start
 from supervisor.testing import capture_events
@@ -92,3 +95,79 @@ def test_bad_dynamic_children_get_clear_errors():
         with pytest.raises(ValidationError):
             system.start_child("root/conversations", ChildSpec("bad id!", Echo))
         assert system.ask("root/echo", "still fine", timeout=5.0).data == "still fine"
+
+
+class Spawner(Agent):
+    """Grows the tree from inside: {"start": id} starts an Echo under its supervisor,
+    {"stop": path} stops one; with spawn_on_start, on_start starts a helper (once the test
+    has handed it the system)."""
+
+    def __init__(self, holder: dict[str, Any], spawn_on_start: bool = False) -> None:
+        self.holder = holder
+        self.spawn_on_start = spawn_on_start
+
+    def on_start(self) -> None:
+        system = self.holder.get("system")
+        if self.spawn_on_start and system is not None:
+            n = self.holder["spawned"] = self.holder.get("spawned", 0) + 1
+            system.start_child("root/conversations", ChildSpec(f"helper-{n}", Echo), timeout=20)
+
+    def handle(self, message: Any) -> Any:
+        system = self.holder["system"]
+        if message == "boom":
+            raise RuntimeError("boom!")
+        if "start" in message:
+            path = system.start_child("root/conversations", ChildSpec(message["start"], Echo))
+            return system.ask(path, "from a handler", timeout=5.0).data
+        system.stop_child(message["stop"])
+        return "stopped"
+
+
+def test_an_agent_can_start_and_stop_children_from_its_handler():
+    holder: dict[str, Any] = {}
+    spec = Supervisor(
+        "root",
+        children=[
+            Supervisor(
+                "conversations",
+                strategy=OneForOne(max_restarts=10),
+                children=[ChildSpec("spawner", Spawner, args=(holder,))],
+            )
+        ],
+    )
+    with start(spec) as system:
+        holder["system"] = system
+        spawner = "root/conversations/spawner"
+        for i in range(3):
+            answer = system.ask(spawner, {"start": f"c{i}"}, timeout=10.0)
+            assert answer.data == "from a handler", answer.error
+        assert system.ask(spawner, {"stop": "root/conversations/c1"}, timeout=10.0).data == (
+            "stopped"
+        )
+        children = system.health().actors["root/conversations"].children
+        assert children == [spawner, "root/conversations/c0", "root/conversations/c2"]
+
+
+def test_an_agent_restarting_can_start_a_child_from_on_start_without_waiting_on_itself():
+    holder: dict[str, Any] = {}
+    spec = Supervisor(
+        "root",
+        children=[
+            Supervisor(
+                "conversations",
+                strategy=OneForOne(max_restarts=10),
+                children=[
+                    ChildSpec("spawner", Spawner, args=(holder,), kwargs={"spawn_on_start": True})
+                ],
+            )
+        ],
+    )
+    with capture_events() as events, start(spec) as system:
+        holder["system"] = system
+        spawner = "root/conversations/spawner"
+        system.ask(spawner, "boom", timeout=5.0)
+        # its restart's on_start starts helper-1 under its own supervisor, which is waiting
+        # for that very on_start to finish before it (re)starts anything else
+        events.wait_for("child_started", path=spawner, count=2, timeout=30.0)
+        assert system.ask("root/conversations/helper-1", "hi", timeout=5.0).data == "hi"
+        assert system.health().actors[spawner].restarts == 1
