@@ -50,3 +50,23 @@ class AgentContext(Protocol):
 
     def stop(self) -> None:
         """Ask to stop normally after the current message (a transient child is not restarted)."""
+
+    def heartbeat(self) -> None:
+        """The handler is making progress (e.g. streaming tokens): push this message's handler
+        deadline to now + message_timeout. The caller's ask timeout still bounds its wait."""
+
+    @property
+    def time_left(self) -> float | None:
+        """Seconds left before the current message's nearer deadline (the handler's
+        message_timeout or the caller's ask timeout); None without one or outside a handler.
+        Pass it down to slow calls (an LLM request) so they give up in time."""
+
+    def start_child(self, supervisor: str, spec: Any, *, timeout: float | None = None) -> str:
+        """Add a child (a ChildSpec or Supervisor) under the running supervisor at path
+        `supervisor` and wait until it has started; returns its path (e.g. one agent per
+        conversation). Raises the same typed errors as System.start_child. The wait is bounded
+        by `timeout`, else by what is left of the current message's deadline (at most 30 s)."""
+
+    def stop_child(self, path: str, *, timeout: float | None = None) -> None:
+        """Stop and remove the child at `path` (it finishes its current message); same
+        errors and wait as start_child."""

@@ -14,10 +14,14 @@ __all__ = ["MessageContext", "current_message"]
 
 
 class MessageContext(NamedTuple):
+    """chain: the paths waiting on this message, this handler's own path last (an ask to any
+    of them from here could only end at its deadline)."""
+
     path: str
     agent_id: str
     trace_id: str
     message_id: int
+    chain: tuple[str, ...] = ()
 
 
 current_message: ContextVar[MessageContext | None] = ContextVar("hivekeeper_message", default=None)

@@ -28,6 +28,8 @@ class FailureReason(StrEnum):
     ASK_CYCLE = "ask_cycle"  # an ask that would wait on itself
     BREAKER_OPEN = "breaker_open"
     MAILBOX_FULL = "mailbox_full"
+    RATE_LIMITED = "rate_limited"  # over its rate limit, and the deadline cannot wait for it
+    ABANDONED_LIMIT = "abandoned_limit"  # down: too many of its hung handlers still running
     UNAVAILABLE = "unavailable"  # stopped, removed, restarting with backoff, tree failed
     INVALID_INPUT = "invalid_input"
     INVALID_OUTPUT = "invalid_output"

@@ -18,7 +18,7 @@ hallucinated tools, invalid parameters, endless loops, exceptions). With OPENAI_
 OPENAI_API_KEY set (or `hivekeeper demo --online`), the same tree talks to a real
 OpenAI-compatible endpoint.
 
-    hivekeeper run examples.support_desk:tree     # run it under the live tree view
+    hivekeeper run hivekeeper_examples.support_desk:tree     # run it under the live tree view
     hivekeeper demo                               # stream tickets through it (see demo.py)
 """
 
@@ -372,7 +372,7 @@ class FrontDoor(Agent):
 
 
 tree = desk_tree()
-"""The offline desk, for `hivekeeper run examples.support_desk:tree`."""
+"""The offline desk, for `hivekeeper run hivekeeper_examples.support_desk:tree`."""
 
 busy_tree = Supervisor(
     "desk",

@@ -1,4 +1,5 @@
-"""Pure supervision policy: restart strategies, restart intensity, backoff and breaker policies.
+"""Pure supervision policy: restart strategies, restart intensity, backoff, breaker policies and
+rate limits.
 
 No threads, no pykka, no I/O: everything here is plain data and pure functions, testable with
 a fake clock in microseconds.
@@ -7,6 +8,7 @@ a fake clock in microseconds.
 from ._backoff import Backoff, BackoffState, next_backoff
 from ._breaker_policy import BreakerPolicy
 from ._intensity import IntensityCheck, RestartWindow, add_restart, restarts_in_window
+from ._rate_limit import RateLimit, TokenBucket
 from ._restart_types import ExitKind, RestartType, should_restart
 from ._strategy import (
     ChildInfo,
@@ -28,10 +30,12 @@ __all__ = [
     "IntensityCheck",
     "OneForAll",
     "OneForOne",
+    "RateLimit",
     "RestForOne",
     "RestartStrategy",
     "RestartType",
     "RestartWindow",
+    "TokenBucket",
     "add_restart",
     "next_backoff",
     "plan_exit",

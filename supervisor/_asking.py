@@ -182,7 +182,9 @@ class Asking:
                 seconds = self._runtime.default_timeout
             else:
                 seconds = self._timeout_of(None, timeout)
-            chain: tuple[str, ...] = ()
+            # system.ask() from inside a handler: the handler (and whoever waits on it) waits
+            ctx = current_message.get()
+            chain: tuple[str, ...] = ctx.chain if ctx is not None else ()
             trace = trace_id or _ambient_trace()
         else:
             seconds = self._timeout_of(parent, timeout)

@@ -6,12 +6,16 @@ from typing import TYPE_CHECKING, Any
 
 from actors import ExecutionResult
 
-from ._async import SharedLoop
+from ._async import in_event_loop
 
 if TYPE_CHECKING:
     from ._host import ThreadHost
+    from ._spec import ChildSpec, Supervisor
 
 __all__ = ["HostContext"]
+
+_TREE_CHANGE_WAIT = 30.0  # seconds a start_child / stop_child waits when nothing bounds it
+_LEAST_WAIT = 0.001  # a deadline already passed still lets the request be tried
 
 
 class HostContext:
@@ -39,10 +43,10 @@ class HostContext:
     def ask(
         self, path: str, message: Any, *, timeout: float | None = None, trace_id: str | None = None
     ) -> ExecutionResult:
-        if SharedLoop.is_loop_thread():
+        if in_event_loop():
             msg = (
-                "self.context.ask() blocks, and this handler runs on the event loop every async "
-                "agent shares: use `await self.context.ask_async(...)` in an async handler"
+                "self.context.ask() blocks, and this handler runs on an event loop: use "
+                "`await self.context.ask_async(...)` in an async handler"
             )
             raise RuntimeError(msg)
         runtime = self._host.slot.runtime
@@ -62,3 +66,30 @@ class HostContext:
 
     def stop(self) -> None:
         self._host.stop_requested = True
+
+    def heartbeat(self) -> None:
+        self._host.heartbeat()
+
+    @property
+    def time_left(self) -> float | None:
+        return self._host.time_left()
+
+    def start_child(
+        self, supervisor: str, spec: ChildSpec | Supervisor, *, timeout: float | None = None
+    ) -> str:
+        runtime = self._host.slot.runtime
+        return runtime.start_child(supervisor, spec, timeout=self._wait_for(timeout))
+
+    def stop_child(self, path: str, *, timeout: float | None = None) -> None:
+        runtime = self._host.slot.runtime
+        runtime.stop_child(path, timeout=self._wait_for(timeout))
+
+    def _wait_for(self, timeout: float | None) -> float:
+        """How long a tree change may block this handler: what the caller gave, else what is
+        left of the message's deadline, at most 30 s."""
+        if timeout is not None:
+            return timeout
+        left = self._host.time_left()
+        if left is None:
+            return _TREE_CHANGE_WAIT
+        return min(max(left, _LEAST_WAIT), _TREE_CHANGE_WAIT)

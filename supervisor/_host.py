@@ -29,14 +29,16 @@ from actors._current import MessageContext, current_message
 from actors._redaction import redact_text
 from strategies import ExitKind
 
+from ._async import HostLoop
 from ._breaker import DeadlineExceeded, InvalidOutput
 from ._context import HostContext
 from ._events import emit
-from ._node import Exited, Started, Stopped
+from ._node import Exited, Reconcile, Started, Stopped
 from ._slot import SlotState, finish, give_up
 
 if TYPE_CHECKING:
     from ._envelope import Envelope
+    from ._scheduler import Timer
     from ._slot import AgentSlot
 
 __all__ = ["ThreadHost", "describe"]
@@ -77,9 +79,12 @@ class ThreadHost(pykka.ThreadingActor):
         self.hung = False
         self.abandoned = False
         self.finished = False
-        self.stop_requested = False
+        self.stop_requested = False  # the agent asked to stop (context.stop())
+        self.stopping = False  # its supervisor asked it to stop
         self.thread: threading.Thread | None = None
-        self.async_future: Any = None  # the running async handler's future, to cancel it
+        self.loop: HostLoop | None = None  # made when the agent first returns an awaitable
+        self.running_async: HostLoop | None = None  # set while an async handler runs
+        self.watchdog: Timer | None = None  # the armed deadline check (cancelled at the end)
 
     @classmethod
     def launch(cls, slot: AgentSlot, gen: int) -> ThreadHost:
@@ -100,7 +105,10 @@ class ThreadHost(pykka.ThreadingActor):
             self.actor_ref.tell(_WAKE)
 
     def request_stop(self) -> None:
-        """Finish the current message, run on_stop, report Stopped."""
+        """Finish the current message, run on_stop, report Stopped. A host still starting
+        then never attaches itself to its slot (see AgentSlot.activate)."""
+        with self.slot.lock:
+            self.stopping = True
         try:
             self.actor_ref.tell(pykka.messages._ActorStop())
         except pykka.ActorDeadError:
@@ -123,15 +131,39 @@ class ThreadHost(pykka.ThreadingActor):
         self.request_stop()
         return in_flight
 
-    def attach_async(self, future: Any) -> None:
-        """Record (or clear) the running async handler's future. The watchdog may have found
-        the handler overdue before this ran (the coroutine starts on the loop at once): then
-        cancel it here. Both sides hold the slot lock, so one of them sees the other."""
+    def heartbeat(self) -> None:
+        """The running handler shows progress: its handler deadline moves to now +
+        message_timeout (the watchdog re-arms itself for the new deadline when the old one
+        comes). Ignored between messages and once the handler was given up on."""
+        slot = self.slot
+        timeout = slot.spec.message_timeout
+        with slot.lock:
+            if self.current is None or self.hung or self.abandoned or self.crashed:
+                return
+            if timeout is not None:
+                self.current_deadline = slot.runtime.clock.now() + timeout
+        slot.stats.beat()
+
+    def time_left(self) -> float | None:
+        """Seconds until the running message's nearer deadline (the handler's or the
+        caller's), None when it has none or no message runs."""
+        env = self.current
+        if env is None:
+            return None
+        deadlines = [d for d in (self.current_deadline, env.deadline) if d is not None]
+        if not deadlines:
+            return None
+        return max(0.0, min(deadlines) - self.slot.runtime.clock.now())
+
+    def attach_async(self, loop: HostLoop | None) -> None:
+        """Record (or clear) that an async handler runs on this host's loop. The watchdog may
+        have found the handler overdue before this ran: then cancel it here. Both sides hold
+        the slot lock, so one of them sees the other."""
         with self.slot.lock:
-            self.async_future = future
+            self.running_async = loop
             overdue = self.hung
-        if future is not None and overdue:
-            future.cancel()
+        if loop is not None and overdue:
+            loop.cancel()
 
     def check_overrun(self) -> None:
         """Watchdog callback (timer thread) at the earliest deadline this host armed."""
@@ -153,12 +185,14 @@ class ThreadHost(pykka.ThreadingActor):
                     slot.host = None
                     slot.state = SlotState.RESTARTING
                 tripped = self._breaker_failure(env, DeadlineExceeded("message deadline"))
-                pending = self.async_future
+                pending = self.running_async
         if rearm:
-            slot.runtime.scheduler.call_at(deadline, self.check_overrun)  # type: ignore[arg-type]
+            timer = slot.runtime.scheduler.call_at(deadline, self.check_overrun)  # type: ignore[arg-type]
+            with slot.lock:
+                self.watchdog = timer
             return
         if pending is not None:
-            pending.cancel()  # an async handler is really cancelled; its thread is free again
+            pending.cancel()  # an async handler is cancelled when it next yields
         error = f"handler exceeded message_timeout={slot.spec.message_timeout}s"
         slot.stats.failed("timeout", error)
         if tripped:
@@ -210,8 +244,10 @@ class ThreadHost(pykka.ThreadingActor):
         with self.slot.lock:
             self._finish_locked()
             was_abandoned = self.abandoned
+        self._close_loop()
         if was_abandoned:
             self.slot.stats.count_abandoned(-1)
+            self.slot.parent.post(Reconcile())  # an agent held down for it may start again
         if orderly:
             self._report(Stopped(self.slot, self.gen))
 
@@ -224,7 +260,9 @@ class ThreadHost(pykka.ThreadingActor):
             if env is None:
                 return
             if arm_at is not None:
-                slot.runtime.scheduler.call_at(arm_at, self.check_overrun)
+                timer = slot.runtime.scheduler.call_at(arm_at, self.check_overrun)
+                with slot.lock:
+                    self.watchdog = timer
             if not self._handle(env):
                 return
             if self.stop_requested:
@@ -235,7 +273,9 @@ class ThreadHost(pykka.ThreadingActor):
         """Run one message (already made current by slot.take); False when this host must
         take no more messages."""
         slot = self.slot
-        token = current_message.set(MessageContext(slot.path, slot.id, env.trace_id, env.msg_id))
+        token = current_message.set(
+            MessageContext(slot.path, slot.id, env.trace_id, env.msg_id, (*env.chain, slot.path))
+        )
         tracing = slot.runtime.tracing
         started = time.perf_counter()
         try:
@@ -284,7 +324,10 @@ class ThreadHost(pykka.ThreadingActor):
                 )
         result = agent.handle(message)
         if hasattr(type(result), "__await__"):  # a coroutine (async def handle) or a future
-            result = self.slot.runtime.run_async(result, self)
+            loop = self.loop
+            if loop is None:
+                loop = self.loop = HostLoop(self.slot.path)
+            result = loop.run(result, self.attach_async)
         return result
 
     def _answer(self, env: Envelope, outcome: Any) -> None:
@@ -400,13 +443,22 @@ class ThreadHost(pykka.ThreadingActor):
         slot owns the mailbox). Keeps the teardown off the supervisor's critical path."""
         with self.slot.lock:
             self._finish_locked()
+        self._close_loop()
         self.actor_stopped.set()
+
+    def _close_loop(self) -> None:
+        loop, self.loop = self.loop, None
+        if loop is not None:
+            loop.close()
 
     def _finish_locked(self) -> None:
         """This host's thread is ending: forget it (caller holds the slot lock), so a slot
         that restarts thousands of times does not keep thousands of dead hosts alive."""
         self.finished = True
         self.agent = None
+        if self.watchdog is not None:  # its callback holds this host (and so the slot)
+            self.watchdog.cancel()
+            self.watchdog = None
         if self in self.slot.hosts:
             self.slot.hosts.remove(self)
 

@@ -7,10 +7,10 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from ._async import SharedLoop
 from ._clock import Clock
 from ._dead_letters import DeadLetterOffice
 from ._otel import Tracing
+from ._rate_limiter import Limiters
 from ._scheduler import Scheduler
 
 if TYPE_CHECKING:
@@ -36,13 +36,13 @@ class Runtime:
     ask_async: Callable[
         [Envelope | None, str, str, Any, float | None, str | None], Awaitable[ExecutionResult]
     ]
+    # the system's start_child(supervisor_path, spec, *, timeout=30.0) -> path and
+    # stop_child(path, *, timeout=30.0), for agent contexts (safe from a handler's thread)
+    start_child: Callable[..., str]
+    stop_child: Callable[..., None]
     rng: random.Random = field(default_factory=random.Random)
     tracing: Tracing | None = None
+    limiters: Limiters = field(init=False)  # the rate limiters of this system's slots
 
-    def run_async(self, awaitable: Any, host: Any) -> Any:
-        """Run an async handler's awaitable on the process's shared loop for `host`."""
-
-        try:
-            return SharedLoop.get().run(awaitable, host.attach_async)
-        finally:
-            host.attach_async(None)
+    def __post_init__(self) -> None:
+        self.limiters = Limiters(self.clock)

@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING
 
 from actors import ExecutionResult, ExecutionStatus, FailureReason
 
+from ._answering import finish, give_up
 from ._breaker import BreakerState, SlotBreaker
 from ._events import emit
 from ._stats import SlotStats
@@ -27,6 +28,7 @@ if TYPE_CHECKING:
     from ._host import ThreadHost
     from ._node import SupervisorNode
     from ._runtime import Runtime
+    from ._scheduler import Timer
     from ._spec import ChildSpec
 
 __all__ = ["AgentSlot", "SlotState", "finish", "give_up"]
@@ -49,81 +51,6 @@ _QUEUEING = frozenset(
 )
 _DEGRADED = frozenset({SlotState.BACKOFF, SlotState.DOWN})
 _CLOSED = frozenset({SlotState.STOPPED, SlotState.FAILED, SlotState.REMOVED})
-_CHAIN_ON = frozenset(
-    {
-        ExecutionStatus.FAILURE,
-        ExecutionStatus.TIMEOUT,
-        ExecutionStatus.INVALID_OUTPUT,
-        ExecutionStatus.REJECTED,
-    }
-)
-
-
-def finish(env: Envelope, result: ExecutionResult) -> None:
-    """Answer env (first answer wins) and mark it done."""
-    env.done = True
-    if env.reply is not None:
-        env.reply.set(result)
-
-
-def give_up(
-    env: Envelope,
-    status: ExecutionStatus,
-    error: str,
-    at: str,
-    reason: FailureReason | None = None,
-) -> None:
-    """Stage `at` could not answer env: pass it to the next fallback of its origin, or answer
-    the caller with the first failure's status and reason, and every stage's error."""
-    if env.done:
-        return  # answered already (someone else won); never answer twice
-    origin = env.origin
-    if env.trial and origin.breaker is not None:
-        with origin.lock:
-            origin.breaker.release_trial(env)
-    env.errors.append(f"{at}: {error}")
-    if env.fallback_reason is None:
-        env.fallback_reason = error
-        env.first_status = status
-        env.first_reason = reason
-    if status in _CHAIN_ON:
-        nxt = env.stage + 1
-        if nxt < len(origin.fallbacks):
-            env.stage = nxt
-            if nxt == 0:
-                emit(
-                    "fallback_engaged",
-                    path=origin.path,
-                    agent_id=origin.id,
-                    fallback=origin.fallbacks[0].path,
-                    reason=error,
-                    trace_id=env.trace_id,
-                    message_id=env.msg_id,
-                )
-            origin.fallbacks[nxt].submit(env)
-            return
-    if env.reply is None and not env.dead_lettered:  # a tell nobody could handle: never dropped
-        env.dead_lettered = True  # silently, and counted once
-        origin.runtime.dead_letters.post(
-            path=origin.path,
-            reason=str(env.first_status.value),
-            message=env.message,
-            message_id=env.msg_id,
-            trace_id=env.trace_id,
-            attempts=env.attempts,
-            error="; ".join(env.errors),
-        )
-    finish(
-        env,
-        ExecutionResult(
-            status=env.first_status,
-            error="; ".join(env.errors),
-            reason=env.first_reason,
-            handled_by=at,
-            attempts=env.attempts,
-            trace_id=env.trace_id,
-        ),
-    )
 
 
 class AgentSlot:
@@ -161,6 +88,11 @@ class AgentSlot:
             if spec.breaker is not None
             else None
         )
+        self.limiter = (
+            runtime.limiters.for_limit(spec.rate_limit) if spec.rate_limit is not None else None
+        )
+        self.rate_timer: Timer | None = None  # wakes the host when a token is due
+        self.held_because: str | None = None  # DOWN: too many abandoned threads still running
 
     # -- routing ---------------------------------------------------------------------------
 
@@ -176,6 +108,12 @@ class AgentSlot:
                 limit = self.spec.mailbox_size
                 if reason is not None:
                     divert = (ExecutionStatus.REJECTED, reason, FailureReason.BREAKER_OPEN)
+                elif self.limiter is not None and self._cannot_wait_for_rate(env):
+                    divert = (
+                        ExecutionStatus.REJECTED,
+                        self._rate_error(),
+                        FailureReason.RATE_LIMITED,
+                    )
                 elif limit is not None and len(self.queue) >= limit:
                     if self.spec.overflow == "drop_oldest":
                         dropped = self.queue.popleft()
@@ -192,11 +130,7 @@ class AgentSlot:
                     self.wake_pending = True
                     wake = self.host
             else:
-                divert = (
-                    ExecutionStatus.FAILURE,
-                    self._unavailable(state),
-                    FailureReason.UNAVAILABLE,
-                )
+                divert = (ExecutionStatus.FAILURE, *self._refusal(state))
         if wake is not None:
             wake.wake()
         if dropped is not None:
@@ -212,7 +146,9 @@ class AgentSlot:
                 FailureReason.MAILBOX_FULL,
             )
         if divert is not None:
-            if divert[0] is ExecutionStatus.REJECTED:
+            if divert[2] is FailureReason.RATE_LIMITED:
+                self.stats.failed("rate_limited", None)
+            elif divert[0] is ExecutionStatus.REJECTED:
                 self.stats.failed("rejected", None)
             give_up(env, divert[0], divert[1], self.path, divert[2])
 
@@ -254,21 +190,35 @@ class AgentSlot:
     def take(self, host: ThreadHost) -> tuple[Envelope | None, float | None]:
         """The next message for `host`, made its current message, and the deadline at which
         the watchdog must be armed (None: already armed, or no deadline). (None, None) when
-        the host is detached or the queue is empty. Messages whose ask deadline passed while
-        queued are dead-lettered here, not handled."""
+        the host is detached, the queue is empty or the head waits for a rate-limit token
+        (a timer wakes the host when one is due). Messages whose ask deadline passed while
+        queued are dead-lettered here, not handled; those that cannot wait for a token are
+        answered REJECTED (rate_limited) or go to the fallback."""
         clock = self.runtime.clock
         timeout = self.spec.message_timeout
         while True:
+            expired: Envelope | None = None
+            limited: list[Envelope] = []
             with self.lock:
                 if self.host is not host:
                     return None, None
                 if not self.queue:
                     self.wake_pending = False
                     return None, None
-                env = self.queue.popleft()
                 now = clock.now()
-                deadline = env.deadline
-                if deadline is None or now < deadline:
+                head = self.queue[0]
+                if head.deadline is not None and now >= head.deadline:
+                    expired = self.queue.popleft()
+                    if expired.trial and self.breaker is not None:
+                        self.breaker.release_trial(expired)
+                elif self.limiter is not None and (wait := self.limiter.take(now)) > 0.0:
+                    limited = self._shed_for_rate(now, wait)
+                    if self.queue:  # the rest waits for the token, woken when it is due
+                        self._wake_at(now + wait)
+                        if not limited:
+                            return None, None
+                else:
+                    env = self.queue.popleft()
                     if env.stage < 0:
                         env.attempts += 1
                     env.started_at = now
@@ -279,9 +229,58 @@ class AgentSlot:
                         if host.armed_at is None:
                             host.armed_at = arm_at = host.current_deadline
                     return env, arm_at
-                if env.trial and self.breaker is not None:
-                    self.breaker.release_trial(env)
-            self.expired(env)
+            if expired is not None:
+                self.expired(expired)
+            for late in limited:
+                self.stats.failed("rate_limited", None)
+                give_up(
+                    late, ExecutionStatus.REJECTED, self._rate_error(), self.path,
+                    FailureReason.RATE_LIMITED,
+                )  # fmt: skip
+
+    # -- rate limit (the caller holds the lock) --------------------------------------------
+
+    def _cannot_wait_for_rate(self, env: Envelope) -> bool:
+        """Would env, queued behind what is queued now, miss its deadline for want of a token?"""
+        assert self.limiter is not None
+        return self.limiter.too_late(self.runtime.clock.now(), len(self.queue), env.deadline)
+
+    def _shed_for_rate(self, now: float, wait: float) -> list[Envelope]:
+        assert self.limiter is not None
+        self.queue, shed = self.limiter.shed(self.queue, now, wait)
+        return shed
+
+    def _wake_at(self, when: float) -> None:
+        """Wake the attached host when a token is due (one timer at a time; wake_pending stays
+        set meanwhile, so new messages send no wake-ups of their own)."""
+        self.wake_pending = True
+        if self.rate_timer is None or self.rate_timer.when > when:
+            if self.rate_timer is not None:
+                self.rate_timer.cancel()
+            self.rate_timer = self.runtime.scheduler.call_at(when, self._rate_due)
+
+    def _rate_due(self) -> None:
+        with self.lock:
+            self.rate_timer = None
+            host = self.host
+        if host is not None:
+            host.wake()
+
+    def _rate_error(self) -> str:
+        assert self.limiter is not None
+        limit = self.limiter.limit
+        return (
+            f"rate limited ({limit.per_second:g}/s, burst {limit.capacity}): "
+            "its deadline cannot wait for a token"
+        )
+
+    def rate_health(self) -> tuple[float, int] | None:
+        """(tokens left, messages waiting for one), None without a rate limit."""
+        if self.limiter is None:
+            return None
+        with self.lock:
+            waiting = len(self.queue) if self.rate_timer is not None else 0
+        return self.limiter.available(self.runtime.clock.now()), waiting
 
     def expired(self, env: Envelope) -> None:
         """env reached the head of the queue after its ask deadline: not processed."""
@@ -307,9 +306,10 @@ class AgentSlot:
             return self.generation
 
     def activate(self, host: ThreadHost) -> bool:
-        """Attach a started host; False when a newer host or an abandonment superseded it."""
+        """Attach a started host; False when a newer host, an abandonment or a stop request
+        superseded it."""
         with self.lock:
-            if host.gen != self.generation or host.abandoned:
+            if host.gen != self.generation or host.abandoned or host.stopping:
                 return False
             self.host = host
             self.state = SlotState.RUNNING
@@ -336,10 +336,30 @@ class AgentSlot:
 
     # -- state -----------------------------------------------------------------------------
 
-    def set_state(self, state: SlotState, reason: str | None = None) -> None:
+    def hold_down(self, why: str) -> bool:
+        """Its supervisor keeps this agent down because too many of its hung handlers still
+        run (abandoned threads cannot be killed); False if it was held already."""
+        with self.lock:
+            if self.state is SlotState.DOWN and self.held_because is not None:
+                return False
+            self.held_because = why
+        self.set_state(SlotState.DOWN, why, FailureReason.ABANDONED_LIMIT)
+        return True
+
+    def too_many_abandoned(self) -> bool:
+        return self.stats.abandoned_running >= self.spec.max_abandoned
+
+    def set_state(
+        self,
+        state: SlotState,
+        reason: str | None = None,
+        failure: FailureReason = FailureReason.UNAVAILABLE,
+    ) -> None:
         """Change state; queued messages that can no longer wait for the primary are passed
         to the fallback chain (degraded) or answered (closed)."""
         with self.lock:
+            if failure is not FailureReason.ABANDONED_LIMIT:
+                self.held_because = None
             self.state = state
             drain = state in _CLOSED or (state in _DEGRADED and bool(self.fallbacks))
             drained = list(self.queue) if drain else []
@@ -350,7 +370,7 @@ class AgentSlot:
                 self.retrying.clear()
         why = reason or self._unavailable(state)
         for env in drained:
-            give_up(env, ExecutionStatus.FAILURE, why, self.path, FailureReason.UNAVAILABLE)
+            give_up(env, ExecutionStatus.FAILURE, why, self.path, failure)
 
     def divert_queue(self, status: ExecutionStatus, why: str, reason: FailureReason) -> None:
         with self.lock:
@@ -361,6 +381,12 @@ class AgentSlot:
 
     def _fallback_ready(self) -> bool:
         return any(f.state not in _CLOSED for f in self.fallbacks)
+
+    def _refusal(self, state: SlotState) -> tuple[str, FailureReason]:
+        held = self.held_because
+        if state is SlotState.DOWN and held is not None:
+            return held, FailureReason.ABANDONED_LIMIT
+        return self._unavailable(state), FailureReason.UNAVAILABLE
 
     def _unavailable(self, state: SlotState) -> str:
         return {

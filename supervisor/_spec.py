@@ -10,7 +10,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from actors import Agent
-from strategies import Backoff, BreakerPolicy, OneForOne, RestartStrategy, RestartType
+from strategies import Backoff, BreakerPolicy, OneForOne, RateLimit, RestartStrategy, RestartType
 
 __all__ = ["ChildSpec", "Overflow", "Supervisor", "iter_specs"]
 
@@ -46,6 +46,12 @@ class ChildSpec(BaseModel):
       waiting per `backoff`; then it is quarantined as a poison message.
     mailbox_size / overflow: bound the queue; "reject" refuses new messages, "drop_oldest"
       drops (and answers) the oldest queued one.
+    rate_limit: at most so many messages a second (a RateLimit; the same object on several
+      children is one shared budget). Over it a message waits in the mailbox while its
+      deadline allows, else it is REJECTED (reason rate_limited) or goes to the fallback.
+    max_abandoned: hung handlers (abandoned threads still running) this agent may have at
+      once; past it the agent stays down, its fallback answering, until one of them ends
+      (a thread cannot be killed: use process isolation for agents that hang for good).
     """
 
     model_config = ConfigDict(frozen=True, extra="forbid", arbitrary_types_allowed=True)
@@ -64,6 +70,8 @@ class ChildSpec(BaseModel):
     backoff: Backoff | None = None
     mailbox_size: int | None = Field(default=None, ge=1)
     overflow: Overflow = "reject"
+    rate_limit: RateLimit | None = None
+    max_abandoned: int = Field(default=3, ge=1)
 
     def __init__(self, id: str, factory: Callable[..., Any] | None = None, /, **data: Any) -> None:
         if factory is not None:

@@ -72,7 +72,7 @@ class SlotStats:
     abandoned_total: int = 0
     abandoned_running: int = 0
     last_error: str | None = None
-    last_heartbeat: float | None = None  # wall clock of the last finished message
+    last_heartbeat: float | None = None  # wall clock of the last finished message or heartbeat
     started_at: float | None = None  # wall clock of the current instance's start
     latencies: deque[float] = field(default_factory=lambda: deque(maxlen=1024))
     histograms: dict[str, LatencyHistogram] = field(default_factory=dict)
@@ -85,6 +85,10 @@ class SlotStats:
         if hist is None:
             hist = self.histograms[status] = LatencyHistogram()
         hist.observe(seconds)
+
+    def beat(self) -> None:
+        """A handler reported progress (context.heartbeat())."""
+        self.last_heartbeat = time.time()
 
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 

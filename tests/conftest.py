@@ -10,7 +10,7 @@ import pytest
 import structlog
 
 # Threads that live for the whole process by design.
-_PROCESS_WIDE = ("hivekeeper-asyncio", "pytest_timeout", "MainThread")
+_PROCESS_WIDE = ("pytest_timeout", "MainThread")
 
 
 @pytest.fixture(autouse=True, scope="session")

@@ -169,6 +169,8 @@ def test_fallback_after_a_subtree_escalates_and_primary_returns_after_its_restar
     with capture_events() as events, start(tree, clock=clock) as system:
         assert system.ask("root/team/p", "x", timeout=5.0).fallback_used
         events.wait_for("supervisor_escalated", path="root/team")
+        # root armed its backoff timer before announcing the restart: only now may time move
+        events.wait_for("child_restarting", path="root/team")
         switch.failing = False
         during = system.ask("root/team/p", "x", timeout=5.0)
         assert during.fallback_used  # team is waiting out root's backoff
