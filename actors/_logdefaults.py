@@ -20,7 +20,13 @@ import structlog
 from ._current import current_message
 from ._redaction import redact
 
-__all__ = ["DEFAULT_LEVEL", "add_message_context", "default_logger", "redact_event"]
+__all__ = [
+    "DEFAULT_LEVEL",
+    "add_message_context",
+    "default_logger",
+    "processor_chain",
+    "redact_event",
+]
 
 DEFAULT_LEVEL = logging.INFO
 
@@ -60,6 +66,19 @@ class _StderrLogger:
     fatal = failure = err = error = critical = exception = msg
 
 
+def processor_chain(renderer: Any) -> list[Any]:
+    """The processors every hivekeeper log line goes through, ending in `renderer`."""
+    return [
+        structlog.contextvars.merge_contextvars,
+        add_message_context,
+        structlog.processors.add_log_level,
+        structlog.processors.TimeStamper(fmt="iso", utc=True),
+        structlog.processors.format_exc_info,
+        redact_event,
+        renderer,
+    ]
+
+
 _default: Any = None
 
 
@@ -69,15 +88,7 @@ def default_logger() -> Any:
     if _default is None:
         _default = structlog.wrap_logger(
             _StderrLogger(),
-            processors=[
-                structlog.contextvars.merge_contextvars,
-                add_message_context,
-                structlog.processors.add_log_level,
-                structlog.processors.TimeStamper(fmt="iso", utc=True),
-                structlog.processors.format_exc_info,
-                redact_event,
-                structlog.dev.ConsoleRenderer(colors=False),
-            ],
+            processors=processor_chain(structlog.dev.ConsoleRenderer(colors=False)),
             wrapper_class=structlog.make_filtering_bound_logger(DEFAULT_LEVEL),
         )
     return _default

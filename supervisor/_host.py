@@ -26,15 +26,15 @@ from pydantic import ValidationError
 
 from actors import Agent, ExecutionResult, ExecutionStatus, FailureReason
 from actors._current import MessageContext, current_message
-from actors._redaction import redact_text
 from strategies import ExitKind
 
 from ._async import HostLoop
-from ._breaker import DeadlineExceeded, InvalidOutput
+from ._breaker import DeadlineExceeded
 from ._context import HostContext
 from ._events import emit
 from ._node import Exited, Reconcile, Started, Stopped
-from ._slot import SlotState, finish, give_up
+from ._outcome import answer, breaker_failure, describe
+from ._slot import SlotState
 
 if TYPE_CHECKING:
     from ._envelope import Envelope
@@ -44,20 +44,6 @@ if TYPE_CHECKING:
 __all__ = ["ThreadHost", "describe"]
 
 _WAKE = "hivekeeper.wake"
-_FAILING = frozenset(
-    {ExecutionStatus.FAILURE, ExecutionStatus.TIMEOUT, ExecutionStatus.INVALID_OUTPUT}
-)
-
-
-def describe(exc: BaseException) -> str:
-    """A readable one-line error for callers and health, with secrets masked. Never raises
-    (an exception's __str__ is user code too)."""
-    name = type(exc).__name__
-    try:
-        text = str(exc)
-    except Exception:  # noqa: BLE001 - an unprintable exception is still a crash
-        return f"{name}: <unprintable exception>"
-    return redact_text(f"{name}: {text}") if text else name
 
 
 class ThreadHost(pykka.ThreadingActor):
@@ -184,7 +170,7 @@ class ThreadHost(pykka.ThreadingActor):
                 if slot.host is self:
                     slot.host = None
                     slot.state = SlotState.RESTARTING
-                tripped = self._breaker_failure(env, DeadlineExceeded("message deadline"))
+                tripped = breaker_failure(slot, env, DeadlineExceeded("message deadline"))
                 pending = self.running_async
         if rearm:
             timer = slot.runtime.scheduler.call_at(deadline, self.check_overrun)  # type: ignore[arg-type]
@@ -305,7 +291,7 @@ class ThreadHost(pykka.ThreadingActor):
             return False
         status = outcome.status.value if isinstance(outcome, ExecutionResult) else "success"
         slot.stats.handled(elapsed, status)
-        self._answer(env, outcome)
+        answer(slot, env, outcome)
         return True
 
     def _invoke(self, env: Envelope) -> Any:
@@ -330,75 +316,6 @@ class ThreadHost(pykka.ThreadingActor):
             result = loop.run(result, self.attach_async)
         return result
 
-    def _answer(self, env: Envelope, outcome: Any) -> None:
-        slot = self.slot
-        fallback = env.stage >= 0
-        if isinstance(outcome, ExecutionResult):
-            status = outcome.status
-            if status in _FAILING:
-                self._failed_result(env, outcome)
-                return
-            result = outcome.model_copy(
-                update={
-                    "handled_by": slot.path,
-                    "attempts": env.attempts,
-                    "fallback_used": fallback,
-                    "trace_id": env.trace_id,
-                    "reason": outcome.reason or (env.first_reason if fallback else None),
-                }
-            )
-        else:
-            result = ExecutionResult(
-                status=ExecutionStatus.SUCCESS,
-                data=outcome,
-                handled_by=slot.path,
-                attempts=env.attempts,
-                fallback_used=fallback,
-                trace_id=env.trace_id,
-                reason=env.first_reason if fallback else None,
-            )
-        breaker = slot.breaker
-        if breaker is not None and not breaker.clean and result.status is ExecutionStatus.SUCCESS:
-            with slot.lock:
-                breaker.record_success(env)
-        if fallback:
-            env.origin.stats.fallback_answers += 1
-        finish(env, result)
-
-    def _failed_result(self, env: Envelope, outcome: ExecutionResult) -> None:
-        """The agent answered with a failure status: a breaker failure (per policy), then the
-        fallback chain or the caller."""
-        slot = self.slot
-        status = outcome.status
-        error = redact_text(outcome.error or status.value)
-        slot.stats.failed(status.value, error)
-        breaker = slot.breaker
-        counts = breaker is not None and (
-            status is ExecutionStatus.FAILURE
-            or (status is ExecutionStatus.INVALID_OUTPUT and breaker.policy.count_invalid_output)
-            or (status is ExecutionStatus.TIMEOUT and breaker.policy.count_timeouts)
-        )
-        if counts:
-            with slot.lock:
-                tripped = self._breaker_failure(env, InvalidOutput(error))
-            if tripped:
-                slot.divert_queue(
-                    ExecutionStatus.REJECTED, "circuit opened", FailureReason.BREAKER_OPEN
-                )
-        reason = outcome.reason
-        if reason is None and status is ExecutionStatus.INVALID_OUTPUT:
-            reason = FailureReason.INVALID_OUTPUT
-        give_up(env, status, error, slot.path, reason)
-
-    def _breaker_failure(self, env: Envelope, exc: BaseException) -> bool:
-        """Count a breaker failure (caller holds the slot lock); True if it opened."""
-        breaker = self.slot.breaker
-        if breaker is None:
-            return False
-        if isinstance(exc, DeadlineExceeded) and not breaker.policy.count_timeouts:
-            return False
-        return breaker.record_failure(env, exc)
-
     def _crash(self, env: Envelope | None, exc: BaseException) -> None:
         """This instance crashed (env: the message it was handling, if any). If the watchdog
         or the supervisor already gave up on it (hung, abandoned), that message is theirs to
@@ -415,7 +332,7 @@ class ThreadHost(pykka.ThreadingActor):
                 if slot.host is self:
                     slot.host = None
                     slot.state = SlotState.RESTARTING
-                tripped = env is not None and self._breaker_failure(env, exc)
+                tripped = env is not None and breaker_failure(slot, env, exc)
         if late:  # the thread ends once the supervisor's stop message arrives
             return
         slot.stats.failed("crash", error)

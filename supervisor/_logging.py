@@ -17,7 +17,7 @@ from typing import Any, TextIO
 
 import structlog
 
-from actors._logdefaults import add_message_context, redact_event
+from actors._logdefaults import add_message_context, processor_chain, redact_event
 from actors._redaction import add_sensitive_fields
 
 __all__ = ["add_message_context", "configure_logging", "redact_event"]
@@ -48,15 +48,7 @@ def configure_logging(
         else structlog.dev.ConsoleRenderer(colors=out.isatty())
     )
     structlog.configure(
-        processors=[
-            structlog.contextvars.merge_contextvars,
-            add_message_context,
-            structlog.processors.add_log_level,
-            structlog.processors.TimeStamper(fmt="iso", utc=True),
-            structlog.processors.format_exc_info,
-            redact_event,
-            renderer,
-        ],
+        processors=processor_chain(renderer),
         wrapper_class=structlog.make_filtering_bound_logger(numeric),
         logger_factory=structlog.PrintLoggerFactory(file=out),
         cache_logger_on_first_use=False,

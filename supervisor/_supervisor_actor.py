@@ -35,7 +35,6 @@ from ._dynamic_children import DynamicChildren
 from ._events import emit
 from ._exceptions import SupervisorUnavailableError
 from ._exit_answers import answer_exit
-from ._host import describe
 from ._node import (
     Adopt,
     Exited,
@@ -48,6 +47,7 @@ from ._node import (
     SupervisorNode,
     TimerFired,
 )
+from ._outcome import describe
 from ._slot import AgentSlot, give_up
 
 if TYPE_CHECKING:
