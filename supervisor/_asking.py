@@ -29,6 +29,7 @@ __all__ = ["Asking", "PendingAsk"]
 
 _MAX_TIMEOUT = min(threading.TIMEOUT_MAX, 365 * 24 * 3600.0)  # what a lock wait accepts
 _ACCEPTING = frozenset({"starting", "running", "failed"})
+_MAX_TRACE = 256
 
 
 def _ambient_trace() -> str:
@@ -39,6 +40,19 @@ def _ambient_trace() -> str:
         return ctx.trace_id
     bound = structlog.contextvars.get_contextvars().get("trace_id")
     return str(bound) if bound else new_trace_id()
+
+
+def _check_trace(trace_id: object) -> None:
+    """A caller's trace id must be text: it ends up in every answer and event of the request
+    (a bad one must fail the caller, not the agent that answers)."""
+    if trace_id is None:
+        return
+    if not isinstance(trace_id, str):
+        msg = f"trace_id must be a str, got {type(trace_id).__name__}"
+        raise TypeError(msg)
+    if len(trace_id) > _MAX_TRACE:
+        msg = f"trace_id is {len(trace_id)} characters long; at most {_MAX_TRACE}"
+        raise ValueError(msg)
 
 
 def _timeout_error(env: Envelope, path: str, timeout: float, clock: Clock) -> str:
@@ -174,6 +188,7 @@ class Asking:
     ) -> Envelope | ExecutionResult:
         """Validate and send an ask: the envelope in flight, or an answer given at once (an ask
         cycle). Raises only for caller mistakes."""
+        _check_trace(trace_id)
         slot = self._tree.slots.get(path) if self.state in _ACCEPTING else None
         if slot is None:
             slot = self._slot(path)  # raises the caller error
@@ -254,6 +269,7 @@ class Asking:
         ttl: float | None,
     ) -> None:
         slot = self._slot(path)
+        _check_trace(trace_id)
         trace = trace_id or (parent.trace_id if parent is not None else None) or _ambient_trace()
         deadline = self.clock.now() + ttl if ttl is not None else None
         self._send(Envelope(message, None, deadline, slot, trace))

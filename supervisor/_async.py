@@ -160,7 +160,7 @@ class HostLoop:
                 task.cancel()
             if pending:
                 loop.run_until_complete(asyncio.wait(pending, timeout=1.0))
-            loop.run_until_complete(loop.shutdown_asyncgens())
+            loop.run_until_complete(asyncio.wait_for(loop.shutdown_asyncgens(), 1.0))
         except BaseException:  # noqa: BLE001 - teardown of a host that is going away anyway
             pass
         finally:

@@ -151,6 +151,16 @@ class ThreadHost(pykka.ThreadingActor):
         if loop is not None and overdue:
             loop.cancel()
 
+    def _keep_watchdog(self, timer: Timer) -> None:
+        """Remember the armed deadline check, to cancel it when the thread ends (its callback
+        holds this host); a host that ended meanwhile cancels it at once."""
+        with self.slot.lock:
+            ended = self.finished
+            if not ended:
+                self.watchdog = timer
+        if ended:
+            timer.cancel()
+
     def check_overrun(self) -> None:
         """Watchdog callback (timer thread) at the earliest deadline this host armed."""
         slot = self.slot
@@ -173,9 +183,7 @@ class ThreadHost(pykka.ThreadingActor):
                 tripped = breaker_failure(slot, env, DeadlineExceeded("message deadline"))
                 pending = self.running_async
         if rearm:
-            timer = slot.runtime.scheduler.call_at(deadline, self.check_overrun)  # type: ignore[arg-type]
-            with slot.lock:
-                self.watchdog = timer
+            self._keep_watchdog(slot.runtime.scheduler.call_at(deadline, self.check_overrun))  # type: ignore[arg-type]
             return
         if pending is not None:
             pending.cancel()  # an async handler is cancelled when it next yields
@@ -227,15 +235,7 @@ class ThreadHost(pykka.ThreadingActor):
         orderly = not (self.crashed or self.hung or self.abandoned)
         if orderly:
             self._run_on_stop()
-        with self.slot.lock:
-            self._finish_locked()
-            was_abandoned = self.abandoned
-        self._close_loop()
-        if was_abandoned:
-            self.slot.stats.count_abandoned(-1)
-            self.slot.parent.post(Reconcile())  # an agent held down for it may start again
-        if orderly:
-            self._report(Stopped(self.slot, self.gen))
+        self._thread_ending(Stopped(self.slot, self.gen) if orderly else None)
 
     # -- the message loop -------------------------------------------------------------------
 
@@ -246,9 +246,7 @@ class ThreadHost(pykka.ThreadingActor):
             if env is None:
                 return
             if arm_at is not None:
-                timer = slot.runtime.scheduler.call_at(arm_at, self.check_overrun)
-                with slot.lock:
-                    self.watchdog = timer
+                self._keep_watchdog(slot.runtime.scheduler.call_at(arm_at, self.check_overrun))
             if not self._handle(env):
                 return
             if self.stop_requested:
@@ -289,9 +287,13 @@ class ThreadHost(pykka.ThreadingActor):
                 reason="handler overran its deadline",
             )
             return False
-        status = outcome.status.value if isinstance(outcome, ExecutionResult) else "success"
-        slot.stats.handled(elapsed, status)
-        answer(slot, env, outcome)
+        try:  # what the handler returned is the agent's too: garbage crashes this host only
+            status = outcome.status.value if isinstance(outcome, ExecutionResult) else "success"
+            slot.stats.handled(elapsed, status)
+            answer(slot, env, outcome)
+        except BaseException as exc:  # noqa: BLE001 - answered (or retried) by the crash path
+            self._crash(env, exc)
+            return False
         return True
 
     def _invoke(self, env: Envelope) -> Any:
@@ -358,15 +360,24 @@ class ThreadHost(pykka.ThreadingActor):
         """End this crashed host's thread as soon as the current pykka message returns,
         without a stop message (no on_stop for a crashed instance, nothing to drain: the
         slot owns the mailbox). Keeps the teardown off the supervisor's critical path."""
-        with self.slot.lock:
-            self._finish_locked()
-        self._close_loop()
+        self._thread_ending(None)
         self.actor_stopped.set()
 
-    def _close_loop(self) -> None:
+    def _thread_ending(self, report: Stopped | None) -> None:
+        """The one way out of a host's thread (on_stop, or the end of a crashed host's loop):
+        forget the host, send `report`, close its event loop, and if it had been abandoned,
+        count its thread as gone (an agent held down for it may start again)."""
+        with self.slot.lock:
+            self._finish_locked()
+            was_abandoned = self.abandoned
+        if report is not None:
+            self._report(report)
         loop, self.loop = self.loop, None
         if loop is not None:
             loop.close()
+        if was_abandoned:
+            self.slot.stats.count_abandoned(-1)
+            self._report(Reconcile())
 
     def _finish_locked(self) -> None:
         """This host's thread is ending: forget it (caller holds the slot lock), so a slot

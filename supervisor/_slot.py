@@ -368,6 +368,9 @@ class AgentSlot:
             if state in _CLOSED:  # retries waiting for their backoff will not happen now
                 drained.extend(self.retrying)
                 self.retrying.clear()
+                if self.rate_timer is not None:  # nothing left to wake
+                    self.rate_timer.cancel()
+                    self.rate_timer = None
         why = reason or self._unavailable(state)
         for env in drained:
             give_up(env, ExecutionStatus.FAILURE, why, self.path, failure)
