@@ -34,6 +34,12 @@ from .llm._types import LLMError, LLMTimeoutError
 
 __all__ = ["LLMAgent"]
 
+# of the time left before a message's deadline, what a model call leaves for the fallback:
+# 10 %, at least 50 ms, at most 1 s
+_FALLBACK_SHARE = 0.1
+_FALLBACK_MIN = 0.05
+_FALLBACK_MAX = 1.0
+
 Machine = Generator[Step, Any, ExecutionResult]
 
 
@@ -141,6 +147,12 @@ class LLMAgent(Agent):
             return self.llm_timeout
         if left <= 0:
             msg = "no time left before the message deadline to call the model"
+            raise LLMTimeoutError(msg)
+        # keep a margin, so that a model call that takes all of it still leaves the fallback
+        # time to answer before the caller's deadline
+        left -= min(max(left * _FALLBACK_SHARE, _FALLBACK_MIN), _FALLBACK_MAX)
+        if left <= 0:
+            msg = "too little time left before the message deadline to call the model"
             raise LLMTimeoutError(msg)
         return left if self.llm_timeout is None else min(self.llm_timeout, left)
 

@@ -121,7 +121,7 @@ class Scrubber:
         every_name = (*extra, *NAME_ENDINGS)
         names = _trie(n[::-1] for n in every_name)
         self._flag = re.compile(
-            rf"(?<![a-z0-9_.\-])--[a-z][a-z0-9_.\-]*?(?:{_trie(every_name)})\s+((?!-)[^\s\"']+)"
+            rf"(?<![a-z0-9_.\-])--(?:[a-z0-9_.\-]*?[_.\-])?(?:{_trie(every_name)})(?:\s+|=)((?!-)[^\s\"']+)"
         )
         branches: list[str] = []
         self._handlers: dict[str, _Handler] = {}

@@ -16,10 +16,10 @@ class Backoff(BaseModel):
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
-    min_backoff: float = Field(default=0.1, ge=0.0)
-    max_backoff: float = Field(default=10.0, ge=0.0)
+    min_backoff: float = Field(default=0.1, ge=0.0, allow_inf_nan=False)
+    max_backoff: float = Field(default=10.0, ge=0.0, allow_inf_nan=False)
     random_factor: float = Field(default=0.2, ge=0.0, le=1.0)
-    reset_after: float | None = Field(default=None, gt=0.0)
+    reset_after: float | None = Field(default=None, gt=0.0, allow_inf_nan=False)
 
     @model_validator(mode="after")
     def _check_bounds(self) -> Backoff:

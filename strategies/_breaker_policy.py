@@ -18,7 +18,7 @@ class BreakerPolicy(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid", arbitrary_types_allowed=True)
 
     fail_max: int = Field(default=5, ge=1)
-    reset_timeout: float = Field(default=60.0, gt=0.0)
+    reset_timeout: float = Field(default=60.0, gt=0.0, allow_inf_nan=False)
     exclude: tuple[type[BaseException], ...] = ()
     count_timeouts: bool = True
     count_invalid_output: bool = True

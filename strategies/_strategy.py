@@ -35,7 +35,7 @@ class RestartStrategy(BaseModel):
     name: ClassVar[str] = "abstract"
 
     max_restarts: int = Field(default=3, ge=0)
-    within_seconds: float = Field(default=5.0, gt=0.0)
+    within_seconds: float = Field(default=5.0, gt=0.0, allow_inf_nan=False)
     backoff: Backoff | None = None
 
     def affected(self, children: Sequence[str], failed: str) -> list[str]:

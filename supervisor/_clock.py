@@ -24,6 +24,9 @@ class Clock(Protocol):
         """With cv held: wait until notified or until `deadline` (clock time) has come."""
 
 
+_LONGEST_WAIT = min(threading.TIMEOUT_MAX, 24 * 3600.0)
+
+
 class MonotonicClock:
     real = True
 
@@ -31,7 +34,10 @@ class MonotonicClock:
         return time.monotonic()
 
     def wait(self, cv: threading.Condition, deadline: float | None) -> None:
-        cv.wait(None if deadline is None else max(0.0, deadline - time.monotonic()))
+        if deadline is None:
+            cv.wait()
+        else:  # a far deadline waits as long as a lock can, and is checked again then
+            cv.wait(min(max(0.0, deadline - time.monotonic()), _LONGEST_WAIT))
 
 
 class FakeClock:

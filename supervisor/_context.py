@@ -81,6 +81,14 @@ class HostContext:
         return runtime.start_child(supervisor, spec, timeout=self._wait_for(timeout))
 
     def stop_child(self, path: str, *, timeout: float | None = None) -> None:
+        own = self.path
+        if path == own or own.startswith(f"{path}/"):
+            msg = (
+                f"stop_child({path!r}) from {own} would wait for this very handler to finish "
+                "(it stops this agent or a supervisor of it): use self.context.stop() to stop "
+                "this agent after the current message"
+            )
+            raise ValueError(msg)
         runtime = self._host.slot.runtime
         runtime.stop_child(path, timeout=self._wait_for(timeout))
 

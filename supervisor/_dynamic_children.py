@@ -82,6 +82,17 @@ class DynamicChildren(ChildLifecycle):
             why = f"{self.node.path} stopped before {rec.id} started"
             self._discard(rec, why, SupervisorUnavailableError(why))
 
+    def _drop_dynamic(self) -> None:
+        """This incarnation ends to be started again (it gave up, or its parent restarts it):
+        as in OTP, the next one starts from the declaration, so children added by start_child
+        are removed now, instead of failing again in every new incarnation."""
+        if self.purpose not in ("escalate", "restart"):
+            return
+        why = f"removed: {self.node.path} restarted (children added by start_child are not)"
+        for rec in [r for r in self.children if r.node.dynamic and r.phase == "down"]:
+            rec.purpose = "supervisor_restarted"
+            self._discard(rec, why, SupervisorUnavailableError(why))
+
     def _discard(self, rec: ChildRecord, why: str, error: Exception) -> None:
         """Remove a child that is down and never started; its queued messages get `why`."""
         node = rec.node

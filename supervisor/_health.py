@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 from pydantic import AfterValidator, BaseModel, ConfigDict
 
-from actors._states import AgentState
+from actors._states import AgentState, StateTracker
 
 from ._slot import AgentSlot
 from ._stats import percentile
@@ -216,10 +216,15 @@ def _agent_state(agent: object) -> str | None:
     anything else (user data, secrets) is not reported, and one that raises is ignored."""
     if agent is None:
         return None
+    # read the runtime's own tracker, never the agent's `state` attribute: that is user code
+    # (a property may block, raise SystemExit or return a secret) and runs on the caller's thread
     try:
-        value = getattr(agent, "state", None)
-    except Exception:  # noqa: BLE001 - an agent's property must never break health
+        tracker = vars(agent).get("_states")
+    except TypeError:  # no __dict__ (slots)
         return None
+    if not isinstance(tracker, StateTracker):
+        return None
+    value = tracker.state
     return value.value if isinstance(value, AgentState) else None
 
 

@@ -47,9 +47,10 @@ class HttpLimits:
         if self.max_connections < 1:
             msg = f"max_connections must be at least 1, not {self.max_connections}"
             raise ValueError(msg)
-        if not self.request_timeout > 0:
+        if not 0 < self.request_timeout <= 3600:
             msg = (
-                f"request_timeout must be a positive number of seconds, not {self.request_timeout}"
+                "request_timeout must be a positive number of seconds up to 3600, not "
+                f"{self.request_timeout}"
             )
             raise ValueError(msg)
         if self.backlog < 1 or self.max_url < 16:

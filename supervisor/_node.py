@@ -109,6 +109,7 @@ class SupervisorNode:
     started_at: float | None = None
     on_report: Callable[[Any], None] | None = None  # the root's reports go to its system
     kind: str = "supervisor"
+    dynamic: bool = False  # added by start_child (not in its parent's declaration)
 
     @property
     def id(self) -> str:

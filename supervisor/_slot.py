@@ -93,6 +93,7 @@ class AgentSlot:
         )
         self.rate_timer: Timer | None = None  # wakes the host when a token is due
         self.held_because: str | None = None  # DOWN: too many abandoned threads still running
+        self.dynamic = False  # added by start_child (not in its supervisor's declaration)
 
     # -- routing ---------------------------------------------------------------------------
 

@@ -15,6 +15,7 @@ from strategies import Backoff, BreakerPolicy, OneForOne, RateLimit, RestartStra
 __all__ = ["ChildSpec", "Overflow", "Supervisor", "iter_specs"]
 
 Overflow = Literal["reject", "drop_oldest"]
+MAX_SECONDS = 365 * 24 * 3600.0  # the longest timeout a declaration takes (finite: no inf/nan)
 _ID = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.:-]*$")
 
 
@@ -61,9 +62,9 @@ class ChildSpec(BaseModel):
     restart: RestartType = "permanent"
     args: tuple[Any, ...] = ()
     kwargs: Mapping[str, Any] = Field(default_factory=dict)
-    shutdown_timeout: float = Field(default=5.0, gt=0.0)
-    start_timeout: float | None = Field(default=30.0, gt=0.0)
-    message_timeout: float | None = Field(default=30.0, gt=0.0)
+    shutdown_timeout: float = Field(default=5.0, gt=0.0, le=MAX_SECONDS)
+    start_timeout: float | None = Field(default=30.0, gt=0.0, le=MAX_SECONDS)
+    message_timeout: float | None = Field(default=30.0, gt=0.0, le=MAX_SECONDS)
     breaker: BreakerPolicy | None = None
     fallback: tuple[ChildSpec, ...] = ()
     retries: int = Field(default=0, ge=0)
@@ -128,7 +129,7 @@ class Supervisor(BaseModel):
     strategy: RestartStrategy = Field(default_factory=OneForOne)
     children: tuple[ChildSpec | Supervisor, ...] = ()
     restart: RestartType = "permanent"
-    shutdown_timeout: float | None = Field(default=None, gt=0.0)
+    shutdown_timeout: float | None = Field(default=None, gt=0.0, le=MAX_SECONDS)
 
     def __init__(self, id: str, /, **data: Any) -> None:
         super().__init__(id=id, **data)

@@ -362,6 +362,7 @@ class SupervisorActor(DynamicChildren, pykka.ThreadingActor):
         self.mode = "dead"
         node = self.node
         self._discard_unstarted()
+        self._drop_dynamic()
         for rec in self.children:
             rec.resolve_started(
                 SupervisorUnavailableError(f"{node.path} stopped before {rec.id} started")

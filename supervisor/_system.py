@@ -350,5 +350,9 @@ def start(
     ValueError, or TypeError for a non-number), checked before anything starts."""
     start_timeout = _seconds("start_timeout", start_timeout)
     system = System(tree, clock=clock, default_timeout=default_timeout, seed=seed, tracing=tracing)
-    system._boot(start_timeout)
+    try:
+        system._boot(start_timeout)
+    except BaseException:  # Ctrl-C while starting: what started is stopped, in order
+        system.shutdown(timeout=10.0)
+        raise
     return system

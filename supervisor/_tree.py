@@ -79,6 +79,9 @@ class TreeIndex:
     def supervisor(self, path: str) -> SupervisorNode:
         node = self.supervisors.get(path)
         if node is None:
+            if path in self.slots:
+                detail = f"{path} is an agent, not a supervisor: children go under a supervisor"
+                raise UnknownPathError(path, detail=detail)
             raise UnknownPathError(path, list(self.supervisors))
         return node
 
@@ -107,6 +110,7 @@ class TreeIndex:
             self.check_new_child(parent, spec)
             before = len(self.guardian.children)
             node = self._build_child(spec, parent)
+            node.dynamic = True
             parent.children.append(node)
             adopted = tuple(self.guardian.children[before:])
         if adopted:

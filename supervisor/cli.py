@@ -223,7 +223,11 @@ def run(
     if http is not None:  # before the tree starts: a bad bind must not leave it running
         check_http(host, http, token)
     configure_logging(json=json_logs, level=level)
-    system = start(spec)
+    try:
+        system = start(spec)
+    except KeyboardInterrupt:  # start() already stopped what had started, in order
+        errors.print(f"interrupted while starting {spec.id}: stopped", markup=False)
+        raise typer.Exit(130) from None
     server: HealthServer | None = None
     # from here on, Ctrl-C (or any failure) shuts the tree down: the announcement comes after
     try:

@@ -302,3 +302,23 @@ def test_run_help_documents_the_hook() -> None:
     assert result.returncode == 0
     assert "--on-start" in result.stdout
     assert "FUNC(system)" in result.stdout
+
+
+def test_ctrl_c_while_the_tree_starts_stops_what_started_in_order(
+    monkeypatch: pytest.MonkeyPatch, capsys: Any
+) -> None:
+    """SIGINT landing inside start(): what had started is shut down in order (on_stop runs,
+    no thread is left), and `run` exits 130 with one line instead of a traceback."""
+    from supervisor._system import System as SystemClass
+
+    booted = SystemClass._boot
+
+    def boot_then_interrupt(self: SystemClass, timeout: float) -> None:
+        booted(self, timeout)  # the tree is up ...
+        raise KeyboardInterrupt  # ... and Ctrl-C lands before start() returns
+
+    monkeypatch.setattr(SystemClass, "_boot", boot_then_interrupt)
+    with capture_events() as events:
+        assert main(["run", "tests.cli_trees:small", "--for", "0"]) == 130
+    assert events.matching("tree_stopped")
+    assert "interrupted while starting small: stopped" in capsys.readouterr().err

@@ -6,6 +6,8 @@ from __future__ import annotations
 import threading
 from typing import Any
 
+import pytest
+
 from actors import Agent, ExecutionStatus, FailureReason
 from supervisor import (
     ChildSpec,
@@ -199,3 +201,38 @@ def test_an_agent_starts_and_stops_one_child_per_conversation():
         bad = system.ask("root/router", ("bad", "c3"), timeout=10.0)
         assert bad.data == UnknownPathError.__name__
         assert system.health().actors["root/router"].restarts == 0
+
+
+def test_an_agent_cannot_stop_itself_or_its_supervisor_through_stop_child():
+    """It would wait for its own handler to finish: refused at once, with the way to do it."""
+
+    class StopsItself(Agent):
+        def handle(self, message: Any) -> Any:
+            try:
+                self.context.stop_child(message)
+            except ValueError as exc:
+                return str(exc)
+            return "stopped"
+
+    class Other(Agent):
+        def handle(self, message: Any) -> Any:
+            return message
+
+    tree = Supervisor(
+        "root",
+        children=[
+            Supervisor("team", children=[ChildSpec("s", StopsItself), ChildSpec("o", Other)])
+        ],
+    )
+    with start(tree) as system:
+        for target in ("root/team/s", "root/team"):
+            answer = system.ask("root/team/s", target, timeout=10.0)
+            assert "self.context.stop()" in answer.data
+        assert system.ask("root/team/s", "root/team/o", timeout=10.0).data == "stopped"
+        assert "root/team/o" not in system.paths()
+
+
+def test_start_child_under_an_agent_says_it_is_an_agent():
+    with start(Supervisor("root", children=[ChildSpec("a", Echo)])) as system:
+        with pytest.raises(UnknownPathError, match="is an agent, not a supervisor"):
+            system.start_child("root/a", ChildSpec("x", Echo))

@@ -102,3 +102,33 @@ def test_a_snapshot_that_fails_for_one_agent_still_reports_the_others(
         assert broken.last_error == "health snapshot failed: RuntimeError"
         assert health.actors["odd/secret"].processed == 0
         json.loads(health.model_dump_json())
+
+
+@pytest.mark.parametrize("exc", [SystemExit, KeyboardInterrupt, RuntimeError])
+def test_health_never_runs_an_agents_state_property(exc: type[BaseException]) -> None:
+    """A `state` property is user code: health must not call it on the caller's thread (it
+    could block, end the process or return a secret)."""
+    import threading
+
+    calls: list[str] = []
+    blocked = threading.Event()
+
+    from actors import Agent
+
+    class Hostile(Agent):
+        @property
+        def state(self) -> Any:
+            calls.append("state")
+            blocked.wait(5.0)  # a slow property would stall every health reader
+            raise exc
+
+        def handle(self, message: Any) -> Any:
+            return message
+
+    with start(Supervisor("root", children=[ChildSpec("h", Hostile)])) as system:
+        snapshot = system.health()
+        assert snapshot.actors["root/h"].agent_state is None
+        assert snapshot.model_dump_json()
+        with serve_http(system) as server:
+            assert httpx.get(server.url + "health", timeout=10.0).status_code == 200
+    assert calls == []

@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from actors import Agent
+from actors import Agent, FailureReason
 from strategies import OneForOne
 from supervisor import (
     ChildSpec,
@@ -291,3 +291,40 @@ def test_a_child_still_starting_when_its_supervisor_gives_up_is_not_kept():
         assert "root/c/slow" not in system.paths()
         assert system.health().actors["root/c"].children == ["root/c/w"]
         assert system.ask("root/echo", "fine", timeout=5.0).data == "fine"
+
+
+def test_a_dynamic_child_that_crash_loops_is_dropped_when_its_supervisor_restarts():
+    """OTP: a restarted supervisor starts from its declaration. A child added by start_child
+    that started fine and then crash-loops makes its supervisor give up once; it is not
+    re-created in the next incarnation, so it cannot fail the whole tree."""
+    from supervisor.testing import wait_until
+
+    inits: list[int] = []
+
+    class Flaky(Echo):
+        def __init__(self) -> None:
+            inits.append(1)
+            if len(inits) > 1:  # the first start works, every restart fails
+                raise RuntimeError("cannot come back")
+
+        def handle(self, message: Any) -> Any:
+            raise RuntimeError("crash")
+
+    tree = Supervisor(
+        "root",
+        strategy=OneForOne(max_restarts=2, within_seconds=60.0),
+        children=[
+            Supervisor("convs", strategy=OneForOne(max_restarts=1, within_seconds=60.0)),
+            ChildSpec("other", Echo),
+        ],
+    )
+    with capture_events() as events, start(tree) as system:
+        path = system.start_child("root/convs", ChildSpec("c1", Flaky))
+        assert system.ask(path, "crash me", timeout=5.0).reason is FailureReason.CRASH
+        events.wait_for("supervisor_escalated", path="root/convs")
+        events.wait_for("child_started", path="root/convs", count=2)  # restarted by root
+        wait_until(lambda: path not in system.paths())
+        assert system.health().state in ("running", "degraded")
+        assert system.ask("root/other", "hi", timeout=5.0).data == "hi"
+        assert len(events.matching("supervisor_escalated")) == 1
+        assert system.health().actors["root/convs"].state == "running"

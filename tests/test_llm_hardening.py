@@ -326,9 +326,11 @@ class RecordingLLM:
 @pytest.mark.parametrize(
     ("context", "llm_timeout", "expected"),
     [
-        (FakeContext(2.0), None, 2.0),
-        (FakeContext(2.0), 30.0, 2.0),
+        (FakeContext(2.0), None, 1.8),  # 10 % of the time left stays for the fallback
+        (FakeContext(2.0), 30.0, 1.8),
         (FakeContext(2.0), 0.5, 0.5),
+        (FakeContext(0.2), None, 0.15),  # at least 50 ms
+        (FakeContext(60.0), None, 59.0),  # at most 1 s
         (FakeContext(None), 7.0, 7.0),
         (FakeContext(None), None, None),
         (OldContext(), 7.0, 7.0),
@@ -343,7 +345,7 @@ def test_each_model_call_gets_at_most_the_time_left(
     outcome = agent.handle(TICKET)
     result = asyncio.run(outcome) if use_async else outcome
     assert result.status is ExecutionStatus.SUCCESS
-    assert llm.timeouts == [expected]
+    assert llm.timeouts == ([pytest.approx(expected)] if expected is not None else [None])
 
 
 def test_no_time_left_is_an_llm_timeout_without_calling_the_model() -> None:
