@@ -30,6 +30,7 @@ class FailureReason(StrEnum):
     MAILBOX_FULL = "mailbox_full"
     RATE_LIMITED = "rate_limited"  # over its rate limit, and the deadline cannot wait for it
     ABANDONED_LIMIT = "abandoned_limit"  # down: too many of its hung handlers still running
+    MEMORY = "memory"  # its worker process went over memory_limit_mb
     UNAVAILABLE = "unavailable"  # stopped, removed, restarting with backoff, tree failed
     INVALID_INPUT = "invalid_input"
     INVALID_OUTPUT = "invalid_output"

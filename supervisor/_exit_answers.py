@@ -20,7 +20,12 @@ __all__ = ["answer_exit"]
 
 
 def answer_exit(
-    runtime: Runtime, child: Any, kind: ExitKind, env: Envelope | None, error: str | None
+    runtime: Runtime,
+    child: Any,
+    kind: ExitKind,
+    env: Envelope | None,
+    error: str | None,
+    reason: FailureReason | None = None,
 ) -> None:
     if env is None or env.done:
         return
@@ -43,9 +48,9 @@ def answer_exit(
              reason=error, attempts=env.attempts, trace_id=env.trace_id,
              message_id=env.msg_id)  # fmt: skip
     if kind is ExitKind.HANG:
-        give_up(env, ExecutionStatus.TIMEOUT, error, child.path, FailureReason.DEADLINE)
+        give_up(env, ExecutionStatus.TIMEOUT, error, child.path, reason or FailureReason.DEADLINE)
     else:
-        give_up(env, ExecutionStatus.FAILURE, error, child.path, FailureReason.CRASH)
+        give_up(env, ExecutionStatus.FAILURE, error, child.path, reason or FailureReason.CRASH)
 
 
 def _retry(runtime: Runtime, child: AgentSlot, env: Envelope, error: str) -> None:

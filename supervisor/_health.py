@@ -8,8 +8,6 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 from pydantic import AfterValidator, BaseModel, ConfigDict
 
-from actors._states import AgentState, StateTracker
-
 from ._slot import AgentSlot
 from ._stats import percentile
 
@@ -96,6 +94,10 @@ class ActorHealth(BaseModel):
     rate_limit: RateLimitHealth | None = None
     # set while the agent is kept down because too many of its hung handlers still run
     alarm: SafeText | None = None
+    isolation: str | None = None  # thread | process (agents and fallbacks)
+    pid: int | None = None  # the worker process of a process agent
+    rss_mb: float | None = None  # its resident memory
+    kills: dict[str, int] = {}  # workers killed, by reason: deadline, memory, died, shutdown
     fallbacks: list[SafeText] = []
     degraded: bool = False  # a fallback answers in this agent's place right now
     # an LLMAgent's explicit AgentState (processing, awaiting_tool, ...); None for any other agent
@@ -166,7 +168,7 @@ def _agent(slot: AgentSlot, tree: TreeIndex, now_mono: float, now_wall: float) -
             reopens_in=b.reopens_in(now_mono),
         )
     host = slot.host
-    agent = host.agent if host is not None else None
+    runner = host.runner if host is not None else None
     degraded = bool(slot.fallbacks) and (
         slot.state.value in ("backoff", "down", "failed", "stopped")
         or (breaker is not None and breaker.state != "closed")
@@ -196,7 +198,11 @@ def _agent(slot: AgentSlot, tree: TreeIndex, now_mono: float, now_wall: float) -
         alarm=slot.held_because,
         fallbacks=[f.path for f in slot.fallbacks],
         degraded=degraded,
-        agent_state=_agent_state(agent),
+        agent_state=runner.agent_state() if runner is not None else None,
+        isolation=slot.spec.isolation,
+        pid=runner.pid if runner is not None else None,
+        rss_mb=runner.rss_mb() if runner is not None else None,
+        kills=dict(stats.kills),
     )
 
 
@@ -209,23 +215,6 @@ def _rate_limit(slot: AgentSlot) -> RateLimitHealth | None:
     return RateLimitHealth(
         per_second=limit.per_second, burst=limit.capacity, tokens=tokens, waiting=waiting
     )
-
-
-def _agent_state(agent: object) -> str | None:
-    """The LLM agent's AgentState, read defensively: an attribute named `state` that holds
-    anything else (user data, secrets) is not reported, and one that raises is ignored."""
-    if agent is None:
-        return None
-    # read the runtime's own tracker, never the agent's `state` attribute: that is user code
-    # (a property may block, raise SystemExit or return a secret) and runs on the caller's thread
-    try:
-        tracker = vars(agent).get("_states")
-    except TypeError:  # no __dict__ (slots)
-        return None
-    if not isinstance(tracker, StateTracker):
-        return None
-    value = tracker.state
-    return value.value if isinstance(value, AgentState) else None
 
 
 def _unreadable(slot: AgentSlot, exc: Exception) -> ActorHealth:

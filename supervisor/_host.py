@@ -22,18 +22,17 @@ import time
 from typing import TYPE_CHECKING, Any
 
 import pykka
-from pydantic import ValidationError
 
-from actors import Agent, ExecutionResult, ExecutionStatus, FailureReason
+from actors import ExecutionResult, ExecutionStatus, FailureReason
 from actors._current import MessageContext, current_message
 from strategies import ExitKind
 
 from ._async import HostLoop
 from ._breaker import DeadlineExceeded
-from ._context import HostContext
 from ._events import emit
 from ._node import Exited, Reconcile, Started, Stopped
-from ._outcome import answer, breaker_failure, describe
+from ._outcome import RemoteCrash, answer, breaker_failure, describe
+from ._runner import AgentRunner, make_runner
 from ._slot import SlotState
 
 if TYPE_CHECKING:
@@ -44,6 +43,7 @@ if TYPE_CHECKING:
 __all__ = ["ThreadHost", "describe"]
 
 _WAKE = "hivekeeper.wake"
+_DIED = "hivekeeper.worker_died"
 
 
 class ThreadHost(pykka.ThreadingActor):
@@ -57,7 +57,7 @@ class ThreadHost(pykka.ThreadingActor):
         super().__init__()
         self.slot = slot
         self.gen = gen
-        self.agent: Agent | None = None
+        self.runner: AgentRunner = make_runner(self)
         self.current: Envelope | None = None
         self.current_deadline: float | None = None
         self.armed_at: float | None = None
@@ -67,8 +67,8 @@ class ThreadHost(pykka.ThreadingActor):
         self.finished = False
         self.stop_requested = False  # the agent asked to stop (context.stop())
         self.stopping = False  # its supervisor asked it to stop
+        self.counted_abandoned = False  # its thread counts in the slot's abandoned_running
         self.thread: threading.Thread | None = None
-        self.loop: HostLoop | None = None  # made when the agent first returns an awaitable
         self.running_async: HostLoop | None = None  # set while an async handler runs
         self.watchdog: Timer | None = None  # the armed deadline check (cancelled at the end)
 
@@ -100,10 +100,11 @@ class ThreadHost(pykka.ThreadingActor):
         except pykka.ActorDeadError:
             self._report(Stopped(self.slot, self.gen))
 
-    def abandon(self) -> Envelope | None:
-        """Give up on this host: it will never answer again; its thread ends when it can.
-        Returns the message it was running, if any, now the caller's to answer (taken under
-        the slot lock: the host can no longer answer it, so nobody answers it twice)."""
+    def abandon(self, reason: str = "deadline") -> Envelope | None:
+        """Give up on this host: it will never answer again; its runner is killed where that
+        can be done (a worker process), else its thread ends when it can. Returns the message
+        it was running, if any, now the caller's to answer (taken under the slot lock: the
+        host can no longer answer it, so nobody answers it twice)."""
         with self.slot.lock:
             if self.abandoned:
                 return None
@@ -112,7 +113,9 @@ class ThreadHost(pykka.ThreadingActor):
             in_flight = None if self.hung else self.current
             self.current = None
         self.slot.detach(self)
-        if running:
+        self.runner.kill(reason)
+        if running and self.runner.isolation == "thread":  # only a thread runs on, abandoned
+            self.counted_abandoned = True
             self.slot.stats.count_abandoned(+1, new=True)
         self.request_stop()
         return in_flight
@@ -186,7 +189,7 @@ class ThreadHost(pykka.ThreadingActor):
             self._keep_watchdog(slot.runtime.scheduler.call_at(deadline, self.check_overrun))  # type: ignore[arg-type]
             return
         if pending is not None:
-            pending.cancel()  # an async handler is cancelled when it next yields
+            self.runner.cancel()  # an async handler is cancelled when it next yields
         error = f"handler exceeded message_timeout={slot.spec.message_timeout}s"
         slot.stats.failed("timeout", error)
         if tripped:
@@ -201,28 +204,31 @@ class ThreadHost(pykka.ThreadingActor):
         self.thread = threading.current_thread()
         slot = self.slot
         try:
-            spec = slot.spec
-            agent = spec.factory(*spec.args, **dict(spec.kwargs))
-            if not isinstance(agent, Agent):
-                msg = f"factory of {slot.path} returned {type(agent).__name__}, not an Agent"
-                raise TypeError(msg)
-            agent.attach_context(HostContext(self))
-            agent.on_start()
+            self.runner.start()
         except BaseException as exc:  # noqa: BLE001 - nothing may escape into pykka
             self.crashed = True
             slot.detach(self)
             slot.stats.failed("start", describe(exc))
-            self._report(Exited(slot, self.gen, ExitKind.CRASH, None, describe(exc)))
+            reason = exc.reason if isinstance(exc, RemoteCrash) else None
+            self._report(Exited(slot, self.gen, ExitKind.CRASH, None, describe(exc), reason))
             self.stop()
             return
-        self.agent = agent
         slot.stats.started_at = time.time()
         if slot.activate(self):
             self._report(Started(slot, self.gen))
         else:
             self.stop()
 
+    def worker_died(self, error: str) -> None:
+        """The runner's process ended on its own (the reaper's thread): a crash, handled on
+        this host's own thread (while a message runs, the runner sees it first)."""
+        with contextlib.suppress(pykka.ActorDeadError):
+            self.actor_ref.tell((_DIED, error))
+
     def on_receive(self, message: Any) -> Any:
+        if isinstance(message, tuple) and message[0] == _DIED:
+            self._crash(self.current, RemoteCrash(message[1]))
+            return None
         if message == _WAKE:
             try:
                 self._drain()
@@ -297,26 +303,7 @@ class ThreadHost(pykka.ThreadingActor):
         return True
 
     def _invoke(self, env: Envelope) -> Any:
-        agent = self.agent
-        assert agent is not None
-        message = env.message
-        model = agent.input_model
-        if model is not None:
-            try:
-                message = model.model_validate(message)
-            except ValidationError as exc:
-                return ExecutionResult(
-                    status=ExecutionStatus.INVALID_INPUT,
-                    error=f"{model.__name__}: {exc}",
-                    reason=FailureReason.INVALID_INPUT,
-                )
-        result = agent.handle(message)
-        if hasattr(type(result), "__await__"):  # a coroutine (async def handle) or a future
-            loop = self.loop
-            if loop is None:
-                loop = self.loop = HostLoop(self.slot.path)
-            result = loop.run(result, self.attach_async)
-        return result
+        return self.runner.call(env)
 
     def _crash(self, env: Envelope | None, exc: BaseException) -> None:
         """This instance crashed (env: the message it was handling, if any). If the watchdog
@@ -353,7 +340,8 @@ class ThreadHost(pykka.ThreadingActor):
             slot.divert_queue(
                 ExecutionStatus.REJECTED, "circuit opened", FailureReason.BREAKER_OPEN
             )
-        self._report(Exited(slot, self.gen, ExitKind.CRASH, env, error))
+        reason = exc.reason if isinstance(exc, RemoteCrash) else None
+        self._report(Exited(slot, self.gen, ExitKind.CRASH, env, error, reason))
         self._end_loop()
 
     def _end_loop(self) -> None:
@@ -372,10 +360,8 @@ class ThreadHost(pykka.ThreadingActor):
             was_abandoned = self.abandoned
         if report is not None:
             self._report(report)
-        loop, self.loop = self.loop, None
-        if loop is not None:
-            loop.close()
-        if was_abandoned:
+        self.runner.close()
+        if was_abandoned and self.counted_abandoned:
             self.slot.stats.count_abandoned(-1)
             self._report(Reconcile())
 
@@ -383,7 +369,6 @@ class ThreadHost(pykka.ThreadingActor):
         """This host's thread is ending: forget it (caller holds the slot lock), so a slot
         that restarts thousands of times does not keep thousands of dead hosts alive."""
         self.finished = True
-        self.agent = None
         if self.watchdog is not None:  # its callback holds this host (and so the slot)
             self.watchdog.cancel()
             self.watchdog = None
@@ -402,10 +387,8 @@ class ThreadHost(pykka.ThreadingActor):
 
     def _run_on_stop(self) -> None:
         """The agent's on_stop hook; a failure in it is recorded, never raised."""
-        if self.agent is None:
-            return
         try:
-            self.agent.on_stop()
+            self.runner.stop()
         except BaseException as exc:  # noqa: BLE001 - a failing on_stop hook is recorded, not raised
             self.slot.stats.failed("stop", describe(exc))
 

@@ -16,6 +16,8 @@ from strategies import ExitKind
 from ._spec import ChildSpec, Supervisor
 
 if TYPE_CHECKING:
+    from actors import FailureReason
+
     from ._envelope import Envelope
     from ._slot import AgentSlot
     from ._supervisor_actor import SupervisorActor
@@ -47,6 +49,7 @@ class Exited:
     kind: ExitKind
     env: Envelope | None = None
     error: str | None = None
+    reason: FailureReason | None = None  # finer than kind (memory); default: crash / deadline
 
 
 @dataclass(frozen=True, slots=True)

@@ -16,16 +16,28 @@ if TYPE_CHECKING:
     from ._envelope import Envelope
     from ._slot import AgentSlot
 
-__all__ = ["answer", "breaker_failure", "describe"]
+__all__ = ["RemoteCrash", "answer", "breaker_failure", "describe"]
 
 _FAILING = frozenset(
     {ExecutionStatus.FAILURE, ExecutionStatus.TIMEOUT, ExecutionStatus.INVALID_OUTPUT}
 )
 
 
+class RemoteCrash(Exception):
+    """A crash of an agent that runs elsewhere (a worker process): `described` is its error
+    as describe() wrote it there; `reason` is finer than a crash when known (memory)."""
+
+    def __init__(self, described: str, reason: FailureReason | None = None) -> None:
+        super().__init__(described)
+        self.described = described
+        self.reason = reason
+
+
 def describe(exc: BaseException) -> str:
     """A readable one-line error for callers and health, with secrets masked. Never raises
     (an exception's __str__ is user code too)."""
+    if isinstance(exc, RemoteCrash):
+        return exc.described
     name = type(exc).__name__
     try:
         text = str(exc)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import random
+import threading
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -17,6 +18,7 @@ if TYPE_CHECKING:
     from actors import ExecutionResult
 
     from ._envelope import Envelope
+    from ._worker_pool import WorkerPool
 
 __all__ = ["Runtime"]
 
@@ -42,7 +44,26 @@ class Runtime:
     stop_child: Callable[..., None]
     rng: random.Random = field(default_factory=random.Random)
     tracing: Tracing | None = None
+    name: str = "hivekeeper"  # the root's id, to name worker processes
     limiters: Limiters = field(init=False)  # the rate limiters of this system's slots
+
+    workers: WorkerPool | None = field(init=False, default=None)  # made by the first process agent
+    _workers_lock: threading.Lock = field(init=False, default_factory=threading.Lock)
 
     def __post_init__(self) -> None:
         self.limiters = Limiters(self.clock)
+
+    def worker_pool(self) -> WorkerPool:
+        """This system's worker processes (process-isolated agents), started on first use."""
+        with self._workers_lock:
+            if self.workers is None:
+                from ._worker_pool import WorkerPool  # noqa: PLC0415 - only with process agents
+
+                self.workers = WorkerPool(self.name)
+            return self.workers
+
+    def close_workers(self) -> None:
+        with self._workers_lock:
+            pool, self.workers = self.workers, None
+        if pool is not None:
+            pool.close()

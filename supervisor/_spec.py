@@ -12,9 +12,10 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 from actors import Agent
 from strategies import Backoff, BreakerPolicy, OneForOne, RateLimit, RestartStrategy, RestartType
 
-__all__ = ["ChildSpec", "Overflow", "Supervisor", "iter_specs"]
+__all__ = ["ChildSpec", "Isolation", "Overflow", "Supervisor", "iter_specs"]
 
 Overflow = Literal["reject", "drop_oldest"]
+Isolation = Literal["thread", "process"]
 MAX_SECONDS = 365 * 24 * 3600.0  # the longest timeout a declaration takes (finite: no inf/nan)
 _ID = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.:-]*$")
 
@@ -53,6 +54,11 @@ class ChildSpec(BaseModel):
     max_abandoned: hung handlers (abandoned threads still running) this agent may have at
       once; past it the agent stays down, its fallback answering, until one of them ends
       (a thread cannot be killed: use process isolation for agents that hang for good).
+    isolation: "thread" (the agent is an object on a thread of this process) or "process"
+      (it is built and runs in a worker process, SIGKILLed on a deadline overrun; its
+      factory, args, messages and results cross pickled, with cloudpickle).
+    memory_limit_mb: the most memory a process agent's worker may map (RLIMIT_AS); past it
+      the message fails and the agent is restarted with reason memory.
     """
 
     model_config = ConfigDict(frozen=True, extra="forbid", arbitrary_types_allowed=True)
@@ -73,6 +79,8 @@ class ChildSpec(BaseModel):
     overflow: Overflow = "reject"
     rate_limit: RateLimit | None = None
     max_abandoned: int = Field(default=3, ge=1)
+    isolation: Isolation = "thread"
+    memory_limit_mb: int | None = Field(default=None, ge=32)
 
     def __init__(self, id: str, factory: Callable[..., Any] | None = None, /, **data: Any) -> None:
         if factory is not None:
@@ -105,6 +113,16 @@ class ChildSpec(BaseModel):
                 msg = f"fallback entries must be Agent subclasses or ChildSpecs, got {item!r}"
                 raise ValueError(msg)
         return tuple(out)
+
+    @model_validator(mode="after")
+    def _check_isolation(self) -> ChildSpec:
+        if self.memory_limit_mb is not None and self.isolation != "process":
+            msg = (
+                f"memory_limit_mb needs isolation='process' (the OS enforces it on a worker "
+                f"process; {self.id!r} runs on a thread of this process)"
+            )
+            raise ValueError(msg)
+        return self
 
     @model_validator(mode="after")
     def _check_fallbacks(self) -> ChildSpec:

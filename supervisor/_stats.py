@@ -76,6 +76,7 @@ class SlotStats:
     started_at: float | None = None  # wall clock of the current instance's start
     latencies: deque[float] = field(default_factory=lambda: deque(maxlen=1024))
     histograms: dict[str, LatencyHistogram] = field(default_factory=dict)
+    kills: Counter[str] = field(default_factory=Counter)
 
     def handled(self, seconds: float, status: str) -> None:
         self.processed += 1
@@ -85,6 +86,11 @@ class SlotStats:
         if hist is None:
             hist = self.histograms[status] = LatencyHistogram()
         hist.observe(seconds)
+
+    def killed(self, reason: str) -> None:
+        """A worker of this agent was killed (deadline, memory, died, shutdown)."""
+        with self._lock:
+            self.kills[reason] += 1
 
     def beat(self) -> None:
         """A handler reported progress (context.heartbeat())."""

@@ -51,7 +51,6 @@ from ._outcome import describe
 from ._slot import AgentSlot, give_up
 
 if TYPE_CHECKING:
-    from ._envelope import Envelope
     from ._tree import TreeIndex
 
 __all__ = ["SupervisorActor"]
@@ -73,7 +72,7 @@ class SupervisorActor(DynamicChildren, pykka.ThreadingActor):
         self.purpose = "shutdown"
         self.reason: str | None = None
         self.children = [ChildRecord(c) for c in node.children]
-        self._deferred: list[tuple[Any, ExitKind, Envelope | None, str | None]] = []
+        self._deferred: list[Exited] = []
 
     @classmethod
     def launch(cls, node: SupervisorNode, gen: int, tree: TreeIndex) -> SupervisorActor:
@@ -131,7 +130,7 @@ class SupervisorActor(DynamicChildren, pykka.ThreadingActor):
     def _receive(self, message: Any) -> Any:
         if self.mode == "dead":
             if isinstance(message, Exited):
-                self._answer_failed(message.child, message.kind, message.env, message.error)
+                self._answer_failed(message)
             elif isinstance(message, (StartChild, StopChild)) and not message.future.done():
                 gone = SupervisorUnavailableError(f"supervisor {self.node.path} has stopped")
                 message.future.set_exception(gone)
@@ -177,7 +176,7 @@ class SupervisorActor(DynamicChildren, pykka.ThreadingActor):
     def _on_exited(self, msg: Exited) -> None:
         rec = self._find(msg.child, msg.gen)
         if rec is None or rec.phase == "down":
-            self._answer_failed(msg.child, msg.kind, msg.env, msg.error)
+            self._answer_failed(msg)
             return
         was = rec.phase
         if rec.first_start and was == "starting" and self.mode != "terminating":
@@ -203,9 +202,9 @@ class SupervisorActor(DynamicChildren, pykka.ThreadingActor):
         self._reconcile()  # apply the strategy first, then answer the caller
         if self.mode == "terminating":
             # an escalation (or shutdown) is in progress: answer once it has been reported
-            self._deferred.append((msg.child, msg.kind, msg.env, msg.error))
+            self._deferred.append(msg)
         else:
-            self._answer_failed(msg.child, msg.kind, msg.env, msg.error)
+            self._answer_failed(msg)
 
     def _plan(self, rec: ChildRecord, kind: ExitKind, error: str | None) -> None:
         now = self.clock.now()
@@ -387,17 +386,15 @@ class SupervisorActor(DynamicChildren, pykka.ThreadingActor):
             node.report(Stopped(node, self.gen))
         if node.actor is self:
             node.actor = None
-        for child, kind, env, error in self._deferred:
-            self._answer_failed(child, kind, env, error)
+        for exited in self._deferred:
+            self._answer_failed(exited)
         self._deferred.clear()
         self.stop()
 
     # -- helpers ---------------------------------------------------------------------------
 
-    def _answer_failed(
-        self, child: Any, kind: ExitKind, env: Envelope | None, error: str | None
-    ) -> None:
-        answer_exit(self.runtime, child, kind, env, error)
+    def _answer_failed(self, msg: Exited) -> None:
+        answer_exit(self.runtime, msg.child, msg.kind, msg.env, msg.error, msg.reason)
 
     def restarts_in_window(self) -> int:
         """For health snapshots (another thread): counts without changing the window."""

@@ -75,6 +75,7 @@ class System(Asking):
             stop_child=self.stop_child,
             rng=random.Random(seed),
             tracing=_make_tracing(tracing),
+            name=spec.id,
         )
         self._tree = TreeIndex(spec, self._runtime)
         self._root_done: Future[str] = Future()
@@ -174,6 +175,7 @@ class System(Asking):
         for server in self._servers:
             server.close()
         self._join_threads(timeout if timeout is not None else 30.0)
+        self._runtime.close_workers()  # no worker process outlives its system
         self.state = "stopped"
         emit(
             "tree_stopped",

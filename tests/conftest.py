@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import multiprocessing
 import threading
 from collections.abc import Iterator
 
@@ -25,6 +26,17 @@ def _restore_structlog() -> Iterator[None]:
     saved = structlog.get_config()
     yield
     structlog.configure(**saved)
+
+
+@pytest.fixture(autouse=True)
+def no_process_leaks() -> Iterator[None]:
+    """Worker processes (isolation="process") end with their system."""
+    yield
+    left = multiprocessing.active_children()  # also reaps those that have ended
+    for child in left:
+        child.join(timeout=5.0)
+    still = [c.name for c in left if c.is_alive()]
+    assert not still, f"processes leaked by this test: {still}"
 
 
 @pytest.fixture(autouse=True)

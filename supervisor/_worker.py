@@ -1,0 +1,264 @@
+"""The worker process of a process-isolated agent (`ChildSpec(isolation="process")`).
+
+It runs one agent at a time for its parent's ProcessRunner, over one duplex pipe carrying
+cloudpickled tuples:
+
+    parent -> worker   ("start", factory_blob, path, agent_id, memory_limit_mb)
+                       ("call", message, trace_id, message_id, fallback_reason, time_left,
+                        message_timeout)
+                       ("reply", ok, value)           the answer to a ("ctx", ...) request
+                       ("stop",)
+    worker -> parent   ("started", pid) | ("start_failed", error, reason)
+                       ("result", outcome, stop_requested) | ("bad_result", error)
+                       | ("crash", error, reason)
+                       ("ctx", op, args, kwargs)      self.context.ask/tell/... relayed
+                       ("beat",)                      self.context.heartbeat()
+                       ("stopped", error)
+
+Killing it is the parent's answer to a hang or a leak (SIGKILL: nothing here needs to cooperate),
+and it dies with the parent: PR_SET_PDEATHSIG on Linux, and EOF on the pipe otherwise.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import ctypes
+import os
+import pickle
+import resource
+import signal
+import sys
+import threading
+import time
+from multiprocessing.connection import Connection
+from typing import Any
+
+import cloudpickle
+
+from actors import Agent, ExecutionResult
+
+__all__ = ["worker_main"]
+
+_PR_SET_PDEATHSIG = 1
+
+
+def worker_main(conn: Connection) -> None:
+    """The worker's whole life: serve its parent until told to stop or the pipe closes."""
+    _die_with_parent()
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the parent's: it stops us in order
+    _Worker(conn).serve()
+    os._exit(0)  # no interpreter teardown: whatever the agent left running ends with us
+
+
+def _die_with_parent() -> None:
+    with contextlib.suppress(Exception):  # Linux only; elsewhere the closed pipe ends us
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
+
+
+def _describe(exc: BaseException) -> str:
+    from ._outcome import describe  # noqa: PLC0415 - the parent's wording, redacted
+
+    return describe(exc)
+
+
+class _Worker:
+    def __init__(self, conn: Connection) -> None:
+        self.conn = conn
+        self.lock = threading.Lock()  # one exchange on the pipe at a time
+        self.agent: Agent | None = None
+        self.context: WorkerContext | None = None
+        self.loop: asyncio.AbstractEventLoop | None = None
+
+    def send(self, *message: Any) -> None:
+        self.conn.send_bytes(cloudpickle.dumps(message))
+
+    def receive(self) -> tuple[Any, ...]:
+        message: tuple[Any, ...] = pickle.loads(self.conn.recv_bytes())
+        return message
+
+    def serve(self) -> None:
+        while True:
+            try:
+                message = self.receive()
+            except (EOFError, OSError):
+                return  # the parent is gone
+            kind = message[0]
+            if kind == "start":
+                self._start(*message[1:])
+            elif kind == "call":
+                self._call(*message[1:])
+            elif kind == "stop":
+                self._stop()
+                return
+
+    def _start(self, blob: bytes, path: str, agent_id: str, memory_limit_mb: int | None) -> None:
+        try:
+            if memory_limit_mb is not None:
+                limit = memory_limit_mb * 1024 * 1024
+                resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
+            factory, args, kwargs = pickle.loads(blob)
+            agent = factory(*args, **dict(kwargs))
+            if not isinstance(agent, Agent):
+                msg = f"factory of {path} returned {type(agent).__name__}, not an Agent"
+                raise TypeError(msg)
+            self.context = WorkerContext(self, path, agent_id)
+            agent.attach_context(self.context)
+            agent.on_start()
+        except BaseException as exc:  # noqa: BLE001 - reported to the parent: a crash at start
+            reason = "memory" if isinstance(exc, MemoryError) else None
+            self.send("start_failed", _describe(exc), reason)
+            return
+        self.agent = agent
+        self.send("started", os.getpid())
+
+    def _call(
+        self,
+        message: Any,
+        trace_id: str,
+        message_id: int,
+        fallback_reason: str | None,
+        time_left: float | None,
+        message_timeout: float | None,
+    ) -> None:
+        from ._runner import validate_input  # noqa: PLC0415
+
+        agent, context = self.agent, self.context
+        assert agent is not None
+        assert context is not None
+        context.begin(trace_id, message_id, fallback_reason, time_left, message_timeout)
+        try:
+            message, refused = validate_input(agent, message)
+            outcome: Any = refused if refused is not None else agent.handle(message)
+            if hasattr(type(outcome), "__await__"):
+                outcome = self._await(outcome)
+        except BaseException as exc:  # noqa: BLE001 - a crash of this agent, reported
+            reason = "memory" if isinstance(exc, MemoryError) else None
+            with self.lock:
+                self.send("crash", _describe(exc), reason)
+            return
+        finally:
+            stop = context.end()
+        try:
+            blob = cloudpickle.dumps(("result", outcome, stop))
+        except BaseException as exc:  # noqa: BLE001 - an answer that cannot cross is the agent's fault
+            with self.lock:
+                self.send("bad_result", f"the result cannot cross to the parent: {_describe(exc)}")
+            return
+        with self.lock:
+            self.conn.send_bytes(blob)
+
+    def _await(self, awaitable: Any) -> Any:
+        if self.loop is None:
+            self.loop = asyncio.new_event_loop()
+
+        async def run() -> Any:
+            return await awaitable
+
+        return self.loop.run_until_complete(run())
+
+    def _stop(self) -> None:
+        error = None
+        if self.agent is not None:
+            try:
+                self.agent.on_stop()
+            except BaseException as exc:  # noqa: BLE001 - a failing on_stop hook is reported
+                error = _describe(exc)
+        with contextlib.suppress(OSError):
+            self.send("stopped", error)
+        sys.stdout.flush()
+
+
+class WorkerContext:
+    """The AgentContext of an agent in a worker process: what concerns the rest of the tree
+    (ask, tell, start_child, stop_child, heartbeat) is relayed to the parent's host."""
+
+    def __init__(self, worker: _Worker, path: str, agent_id: str) -> None:
+        self._worker = worker
+        self._path = path
+        self._agent_id = agent_id
+        self._trace_id: str | None = None
+        self._fallback_reason: str | None = None
+        self._deadline: float | None = None
+        self._message_timeout: float | None = None
+        self._stop = False
+
+    def begin(
+        self,
+        trace_id: str,
+        message_id: int,
+        fallback_reason: str | None,
+        time_left: float | None,
+        message_timeout: float | None,
+    ) -> None:
+        self._trace_id = trace_id
+        self._fallback_reason = fallback_reason
+        self._deadline = time.monotonic() + time_left if time_left is not None else None
+        self._message_timeout = message_timeout
+        self._stop = False
+
+    def end(self) -> bool:
+        self._trace_id = self._fallback_reason = self._deadline = None
+        return self._stop
+
+    @property
+    def path(self) -> str:
+        return self._path
+
+    @property
+    def agent_id(self) -> str:
+        return self._agent_id
+
+    @property
+    def trace_id(self) -> str | None:
+        return self._trace_id
+
+    @property
+    def fallback_reason(self) -> str | None:
+        return self._fallback_reason
+
+    @property
+    def time_left(self) -> float | None:
+        return None if self._deadline is None else max(0.0, self._deadline - time.monotonic())
+
+    def _relay(self, op: str, *args: Any, **kwargs: Any) -> Any:
+        worker = self._worker
+        with worker.lock:
+            worker.send("ctx", op, args, kwargs)
+            _, ok, value = worker.receive()
+        if not ok:
+            raise value
+        return value
+
+    def ask(
+        self, path: str, message: Any, *, timeout: float | None = None, trace_id: str | None = None
+    ) -> ExecutionResult:
+        result: ExecutionResult = self._relay(
+            "ask", path, message, timeout=timeout, trace_id=trace_id
+        )
+        return result
+
+    async def ask_async(
+        self, path: str, message: Any, *, timeout: float | None = None, trace_id: str | None = None
+    ) -> ExecutionResult:
+        return await asyncio.to_thread(self.ask, path, message, timeout=timeout, trace_id=trace_id)
+
+    def tell(self, path: str, message: Any, *, trace_id: str | None = None) -> None:
+        self._relay("tell", path, message, trace_id=trace_id)
+
+    def start_child(self, supervisor: str, spec: Any, *, timeout: float | None = None) -> str:
+        made: str = self._relay("start_child", supervisor, spec, timeout=timeout)
+        return made
+
+    def stop_child(self, path: str, *, timeout: float | None = None) -> None:
+        self._relay("stop_child", path, timeout=timeout)
+
+    def stop(self) -> None:
+        self._stop = True
+
+    def heartbeat(self) -> None:
+        if self._message_timeout is not None and self._deadline is not None:
+            self._deadline = time.monotonic() + self._message_timeout
+        with self._worker.lock:
+            self._worker.send("beat")
