@@ -14,7 +14,8 @@ from ._child_record import ChildRecord, settle
 from ._events import emit
 from ._exceptions import ChildStartError
 from ._host import ThreadHost
-from ._node import Shutdown, SupervisorNode, TimerFired
+from ._messages import Shutdown, TimerFired
+from ._node import SupervisorNode
 from ._slot import AgentSlot, SlotState
 
 if TYPE_CHECKING:

@@ -17,7 +17,8 @@ from strategies import ExitKind
 from ._child_lifecycle import ChildLifecycle
 from ._child_record import ChildRecord
 from ._exceptions import ChildStartError, SupervisorUnavailableError, UnknownPathError
-from ._node import Adopt, Exited, StartChild, StopChild, SupervisorNode
+from ._messages import Adopt, Exited, StartChild, StopChild
+from ._node import SupervisorNode
 from ._slot import AgentSlot, SlotState
 
 __all__ = ["DynamicChildren"]

@@ -30,7 +30,7 @@ from strategies import ExitKind
 from ._async import HostLoop
 from ._breaker import DeadlineExceeded
 from ._events import emit
-from ._node import Exited, Reconcile, Started, Stopped
+from ._messages import Exited, Reconcile, Started, Stopped
 from ._outcome import RemoteCrash, answer, breaker_failure, describe
 from ._runner import AgentRunner, make_runner
 from ._slot import SlotState

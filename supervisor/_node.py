@@ -1,95 +1,22 @@
-"""SupervisorNode (the persistent record of one supervisor path) and the messages supervisor
-actors receive. A node outlives its actor incarnations, as a slot outlives its hosts."""
+"""SupervisorNode: the persistent record of one supervisor path. A node outlives its actor
+incarnations, as a slot outlives its hosts. (The messages supervisors receive: _messages.py.)"""
 
 from __future__ import annotations
 
 import contextlib
 from collections.abc import Callable
-from concurrent.futures import Future
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 import pykka
 
-from strategies import ExitKind
-
-from ._spec import ChildSpec, Supervisor
+from ._spec import Supervisor
 
 if TYPE_CHECKING:
-    from actors import FailureReason
-
-    from ._envelope import Envelope
     from ._slot import AgentSlot
     from ._supervisor_actor import SupervisorActor
 
-__all__ = [
-    "Adopt",
-    "Exited",
-    "Reconcile",
-    "Shutdown",
-    "StartChild",
-    "Started",
-    "StopChild",
-    "Stopped",
-    "SupervisorNode",
-    "TimerFired",
-]
-
-
-@dataclass(frozen=True, slots=True)
-class Started:
-    child: Any  # AgentSlot | SupervisorNode
-    gen: int
-
-
-@dataclass(frozen=True, slots=True)
-class Exited:
-    child: Any
-    gen: int
-    kind: ExitKind
-    env: Envelope | None = None
-    error: str | None = None
-    reason: FailureReason | None = None  # finer than kind (memory); default: crash / deadline
-
-
-@dataclass(frozen=True, slots=True)
-class Stopped:
-    child: Any
-    gen: int
-
-
-@dataclass(frozen=True, slots=True)
-class TimerFired:
-    what: str  # start_timeout | shutdown_timeout
-    child: Any
-    gen: int
-
-
-@dataclass(frozen=True, slots=True)
-class Reconcile:
-    pass
-
-
-@dataclass(frozen=True, slots=True)
-class Shutdown:
-    purpose: str  # shutdown | restart | escalate | remove | fail
-
-
-@dataclass(frozen=True, slots=True)
-class StartChild:
-    spec: ChildSpec | Supervisor
-    future: Future[str]
-
-
-@dataclass(frozen=True, slots=True)
-class StopChild:
-    child: Any  # AgentSlot | SupervisorNode
-    future: Future[None]
-
-
-@dataclass(frozen=True, slots=True)
-class Adopt:
-    nodes: tuple[Any, ...]  # nodes already in the tree index, to supervise from now on
+__all__ = ["SupervisorNode"]
 
 
 @dataclass(eq=False)

@@ -25,7 +25,7 @@ from actors import ExecutionResult, ExecutionStatus, FailureReason
 
 from ._context import HostContext
 from ._outcome import RemoteCrash, describe
-from ._worker_pool import WorkerProcess
+from ._worker_pool import WorkerPool, WorkerProcess
 
 if TYPE_CHECKING:
     from ._envelope import Envelope
@@ -67,7 +67,7 @@ class ProcessRunner:
         except Exception as exc:
             msg = f"the factory or its arguments cannot cross to a worker process: {describe(exc)}"
             raise TypeError(msg) from exc
-        worker = slot.runtime.worker_pool().take()
+        worker = slot.runtime.service("workers", lambda: WorkerPool(slot.runtime.name)).take()
         with self._lock:
             self.worker = worker
             killed = self.killed_for

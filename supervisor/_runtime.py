@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import random
 import threading
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from ._clock import Clock
 from ._dead_letters import DeadLetterOffice
@@ -18,9 +19,10 @@ if TYPE_CHECKING:
     from actors import ExecutionResult
 
     from ._envelope import Envelope
-    from ._worker_pool import WorkerPool
 
 __all__ = ["Runtime"]
+
+_S = TypeVar("_S")
 
 
 @dataclass(eq=False)
@@ -47,23 +49,28 @@ class Runtime:
     name: str = "hivekeeper"  # the root's id, to name worker processes
     limiters: Limiters = field(init=False)  # the rate limiters of this system's slots
 
-    workers: WorkerPool | None = field(init=False, default=None)  # made by the first process agent
-    _workers_lock: threading.Lock = field(init=False, default_factory=threading.Lock)
+    # what a kind of host needs once per system (the worker processes of process agents),
+    # made on first use by that host kind and closed when the system stops
+    services: dict[str, Any] = field(init=False, default_factory=dict)
+    _services_lock: threading.Lock = field(init=False, default_factory=threading.Lock)
 
     def __post_init__(self) -> None:
         self.limiters = Limiters(self.clock)
 
-    def worker_pool(self) -> WorkerPool:
-        """This system's worker processes (process-isolated agents), started on first use."""
-        with self._workers_lock:
-            if self.workers is None:
-                from ._worker_pool import WorkerPool  # noqa: PLC0415 - only with process agents
+    def service(self, key: str, make: Callable[[], _S]) -> _S:
+        """This system's `key` service, made by `make()` on first use."""
+        with self._services_lock:
+            found = self.services.get(key)
+            if found is None:
+                found = self.services[key] = make()
+            made: _S = found
+            return made
 
-                self.workers = WorkerPool(self.name)
-            return self.workers
-
-    def close_workers(self) -> None:
-        with self._workers_lock:
-            pool, self.workers = self.workers, None
-        if pool is not None:
-            pool.close()
+    def close_services(self) -> None:
+        """Close every service (e.g. end every worker process); never raises."""
+        with self._services_lock:
+            services = list(self.services.values())
+            self.services.clear()
+        for service in services:
+            with contextlib.suppress(Exception):
+                service.close()

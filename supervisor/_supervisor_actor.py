@@ -35,7 +35,7 @@ from ._dynamic_children import DynamicChildren
 from ._events import emit
 from ._exceptions import SupervisorUnavailableError
 from ._exit_answers import answer_exit
-from ._node import (
+from ._messages import (
     Adopt,
     Exited,
     Reconcile,
@@ -44,9 +44,9 @@ from ._node import (
     Started,
     StopChild,
     Stopped,
-    SupervisorNode,
     TimerFired,
 )
+from ._node import SupervisorNode
 from ._outcome import describe
 from ._slot import AgentSlot, give_up
 

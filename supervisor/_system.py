@@ -25,7 +25,8 @@ from ._exceptions import (
     UnknownPathError,
 )
 from ._health import TreeHealth, snapshot
-from ._node import Exited, Shutdown, StartChild, Started, StopChild, Stopped, SupervisorNode
+from ._messages import Exited, Shutdown, StartChild, Started, StopChild, Stopped
+from ._node import SupervisorNode
 from ._otel import Tracing
 from ._runtime import Runtime
 from ._scheduler import Scheduler
@@ -175,7 +176,7 @@ class System(Asking):
         for server in self._servers:
             server.close()
         self._join_threads(timeout if timeout is not None else 30.0)
-        self._runtime.close_workers()  # no worker process outlives its system
+        self._runtime.close_services()  # no worker process outlives its system
         self.state = "stopped"
         emit(
             "tree_stopped",

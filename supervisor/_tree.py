@@ -9,7 +9,8 @@ from concurrent.futures import Future
 from strategies import Backoff, OneForOne
 
 from ._exceptions import DuplicateChildError, UnknownPathError
-from ._node import Adopt, StopChild, SupervisorNode
+from ._messages import Adopt, StopChild
+from ._node import SupervisorNode
 from ._runtime import Runtime
 from ._slot import AgentSlot
 from ._spec import ChildSpec, Supervisor

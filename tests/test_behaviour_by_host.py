@@ -274,6 +274,56 @@ class Hoarder(Agent):
         return {"pid": os.getpid(), "uid": self.uid, "echo": repr(message)[:40]}
 
 
+class AsyncAsker(Agent):
+    """An async handler that asks `path` with `await self.context.ask_async(...)`."""
+
+    async def handle(self, message: Any) -> Any:
+        result = await self.context.ask_async(message["ask"], message["then"], timeout=5.0)
+        return {"status": result.status.value, "data": result.data}
+
+
+class SlowStart(Agent):
+    """on_start writes its pid to the file `pid_file`, then hangs like Hanger."""
+
+    def __init__(self, pid_file: str, release: str | None) -> None:
+        self.pid_file = pid_file
+        self.release = release
+
+    def on_start(self) -> None:
+        Path(self.pid_file).write_text(str(os.getpid()), encoding="utf-8")
+        if self.release is None:
+            time.sleep(_HANG_SECONDS)
+        else:
+            _wait_for_file(self.release, _HANG_SECONDS)
+
+    def handle(self, message: Any) -> Any:
+        return message
+
+
+class SlowStop(Agent):
+    """on_stop hangs like Hanger; handle answers who it is."""
+
+    def __init__(self, release: str | None) -> None:
+        self.release = release
+
+    def on_stop(self) -> None:
+        if self.release is None:
+            time.sleep(_HANG_SECONDS)
+        else:
+            _wait_for_file(self.release, _HANG_SECONDS)
+
+    def handle(self, message: Any) -> Any:
+        return {"pid": os.getpid(), "echo": message}
+
+
+class Sizes(Agent):
+    """Answers a bytes payload of `message` MiB and the size of what it was sent."""
+
+    def handle(self, message: Any) -> Any:
+        size, payload = message
+        return len(payload), b"x" * (size * 1024 * 1024)
+
+
 class Handoff(RuleBasedAgent):
     default = {"action": "route_to_human"}
 
@@ -1143,3 +1193,148 @@ def test_a_worker_never_outlives_its_parent(tmp_path):
         int(line.split()[1]) for line in done.stdout.splitlines() if line.startswith("WORKER ")
     ]
     wait_until(lambda: _dead(pid), timeout=10.0, interval=0.02)
+
+
+# --------------------------------------------------------------------------- edges
+
+
+def test_an_async_handler_asks_another_agent(host, spec):
+    tree = Supervisor("root", children=[spec("a", AsyncAsker), spec("b", Ident)])
+    with start(tree) as system:
+        answer = system.ask("root/a", {"ask": "root/b", "then": "hi"}, timeout=10.0)
+        assert answer.status is ExecutionStatus.SUCCESS, answer.error
+        assert answer.data["status"] == "success"
+        assert answer.data["data"]["echo"] == "hi"
+        assert_hosted(host, answer.data["data"])
+
+
+def test_large_messages_and_results_cross_intact(spec):
+    with start(Supervisor("root", children=[spec("s", Sizes)])) as system:
+        payload = bytes(range(256)) * (32 * 1024)  # 8 MiB
+        answer = system.ask("root/s", (8, payload), timeout=20.0)
+        assert answer.status is ExecutionStatus.SUCCESS, answer.error
+        received, sent_back = answer.data
+        assert received == len(payload)
+        assert sent_back == b"x" * (8 * 1024 * 1024)
+
+
+def test_a_deadline_overrun_counts_as_a_breaker_failure(host, spec, release):
+    tree = Supervisor(
+        "root",
+        children=[
+            spec(
+                "w",
+                Hanger,
+                args=(_hang_release(host, release),),
+                message_timeout=0.5,
+                breaker=BreakerPolicy(fail_max=1, reset_timeout=60.0),
+            )
+        ],
+    )
+    with start(tree) as system:
+        hung = system.ask("root/w", "hang", timeout=20.0)
+        assert hung.reason is FailureReason.DEADLINE
+        rejected = system.ask("root/w", "who", timeout=10.0)
+        assert rejected.status is ExecutionStatus.REJECTED
+        assert rejected.reason is FailureReason.BREAKER_OPEN
+
+
+def test_a_start_that_overruns_start_timeout_is_discarded(host, spec, tmp_path, release):
+    pid_file = tmp_path / "pid"
+    tree = Supervisor("root", children=[Supervisor("conversations"), spec("ok", Ident)])
+    with start(tree) as system:
+        slow = spec(
+            "slow",
+            SlowStart,
+            args=(str(pid_file), _hang_release(host, release)),
+            start_timeout=0.5,
+        )
+        with pytest.raises(ChildStartError) as caught:
+            system.start_child("root/conversations", slow, timeout=20.0)
+        assert "start_timeout" in caught.value.cause or "0.5" in caught.value.cause
+        assert "root/conversations/slow" not in system.paths()
+        assert who(system, "root/ok")["echo"] == "who"
+        pid = int(pid_file.read_text(encoding="utf-8"))
+        if host == "process":
+            wait_until(lambda: _gone(pid), timeout=10.0)  # the hung start was killed
+
+
+def test_an_on_stop_that_hangs_is_given_up_at_shutdown_timeout(host, spec, release):
+    tree = Supervisor(
+        "root",
+        children=[spec("s", SlowStop, args=(_hang_release(host, release),), shutdown_timeout=0.5)],
+    )
+    with start(tree) as system:
+        pid = system.ask("root/s", "who", timeout=10.0).data["pid"]
+    if host == "process":
+        wait_until(lambda: _gone(pid), timeout=10.0)
+
+
+def test_a_deadline_passing_while_the_handler_waits_on_another_agent(host, spec, release):
+    tree = Supervisor(
+        "root",
+        children=[
+            spec("a", Asker, message_timeout=0.5),
+            spec("b", Hanger, args=(_hang_release(host, release),), message_timeout=2.0),
+        ],
+    )
+    with start(tree) as system:
+        hung = system.ask("root/a", {"ask": "root/b", "then": "hang"}, timeout=20.0)
+        assert hung.status is ExecutionStatus.TIMEOUT
+        assert hung.reason is FailureReason.DEADLINE
+        after = system.ask("root/a", "who", timeout=10.0)  # the replacement, at once
+        assert after.status is ExecutionStatus.SUCCESS, after.error
+        assert after.data["path"] == "root/a"
+        assert system.health().actors["root/a"].restarts == 1
+        # b overruns its own deadline a little later and is replaced too
+        wait_until(lambda: system.health().actors["root/b"].restarts == 1)
+        assert who(system, "root/b")["echo"] == "who"
+
+
+def test_a_local_class_and_a_lambda_are_factories_too(host, spec):
+    class Local(Agent):
+        def handle(self, message: Any) -> Any:
+            return {"pid": os.getpid(), "local": message}
+
+    tree = Supervisor("root", children=[spec("l", Local), spec("f", lambda: Counter(start=41))])
+    with start(tree) as system:
+        answer = system.ask("root/l", "hi", timeout=10.0)
+        assert answer.status is ExecutionStatus.SUCCESS, answer.error
+        assert answer.data["local"] == "hi"
+        assert_hosted(host, answer.data)
+        assert system.ask("root/f", "x", timeout=10.0).data == 42
+
+
+_MAIN_SCRIPT = """
+import os, sys
+from actors import Agent
+from supervisor import ChildSpec, Supervisor, start
+
+print("SCRIPT RAN", os.getpid(), flush=True)  # no __main__ guard, on purpose
+
+class InMain(Agent):
+    def handle(self, message):
+        return [message, os.getpid()]
+
+with start(Supervisor("root", children=[ChildSpec("m", InMain, isolation=sys.argv[1])])) as system:
+    data = system.ask("root/m", "hi", timeout=20.0).data
+    print("ANSWER", data[0], data[1] != os.getpid(), flush=True)
+"""
+
+
+@pytest.mark.parametrize("isolation", ["thread", pytest.param("process", marks=process_only)])
+def test_an_agent_declared_in_a_script_without_a_main_guard(isolation, tmp_path):
+    script = tmp_path / "app.py"
+    script.write_text(_MAIN_SCRIPT, encoding="utf-8")
+    done = subprocess.run(
+        [sys.executable, str(script), isolation],
+        capture_output=True,
+        text=True,
+        timeout=40,
+        check=False,
+        cwd=tmp_path,
+    )
+    assert done.returncode == 0, done.stderr
+    lines = done.stdout.splitlines()
+    assert len([line for line in lines if line.startswith("SCRIPT RAN")]) == 1, lines
+    assert f"ANSWER hi {isolation == 'process'}" in lines, lines

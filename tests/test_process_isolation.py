@@ -252,7 +252,7 @@ _ORPHAN_SCRIPT = textwrap.dedent(
 @pytest.mark.timeout(60)
 def test_no_worker_outlives_a_parent_stopped_by_sigterm() -> None:
     root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-    parent = subprocess.Popen(  # noqa: S603 - our own interpreter and script
+    parent = subprocess.Popen(
         [sys.executable, "-c", _ORPHAN_SCRIPT.format(root=root)],
         stdout=subprocess.PIPE,
         stderr=subprocess.DEVNULL,
