@@ -16,13 +16,14 @@ $(STAMP): pyproject.toml
 demo: $(STAMP)
 	$(BIN)/hivekeeper demo
 
-## make test: install, then lint (ruff, mypy --strict) and run the whole test suite
+## make test: install, then lint (ruff, mypy --strict, import-linter layers) and run the whole test suite
 test: lint unit
 
 lint: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check supervisor actors strategies
 	$(BIN)/mypy
+	$(BIN)/lint-imports
 
 unit: $(STAMP)
 	$(BIN)/python -m pytest -q

@@ -29,7 +29,7 @@ from typing import Any
 from actors import Agent
 from bench._common import pct, quiet
 from supervisor import ChildSpec, Supervisor, start
-from supervisor._async import HostLoop
+from supervisor.hosts._async import HostLoop
 
 N = int(os.environ.get("N", "5000"))
 REPEATS = int(os.environ.get("REPEATS", "5"))

@@ -19,13 +19,11 @@ For each mode (ChildSpec(isolation="thread") and isolation="process"), in one ru
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import os
 import queue
 import resource
 import statistics
-import threading
 import time
 import uuid
 from collections.abc import Callable
@@ -457,8 +455,6 @@ def main() -> None:
         )
     print()
     print(f"total run time {time.perf_counter() - t_begin:.1f} s")
-    with contextlib.suppress(Exception):
-        threading.enumerate()  # abandoned hung threads (daemons) end with the process
 
 
 if __name__ == "__main__":

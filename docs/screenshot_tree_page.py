@@ -23,7 +23,7 @@ from playwright.sync_api import sync_playwright
 from actors import Agent, ExecutionResult, ExecutionStatus, Rule, RuleBasedAgent
 from strategies import Backoff, BreakerPolicy, OneForOne, RestForOne
 from supervisor import ChildSpec, Supervisor, System, start
-from supervisor._http import serve_http
+from supervisor.inspect._http import serve_http
 
 CHROMIUM_ARGS = [
     "--no-sandbox",

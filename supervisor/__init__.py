@@ -3,10 +3,7 @@ hosts, mailboxes, breakers in use, events."""
 
 from actors import ExecutionResult, ExecutionStatus, FailureReason, ResultError
 
-from ._asking import PendingAsk
-from ._breaker import BreakerState
 from ._clock import Clock, FakeClock, MonotonicClock
-from ._dead_letters import DeadLetter
 from ._events import subscribe
 from ._exceptions import (
     ChildStartError,
@@ -18,13 +15,16 @@ from ._exceptions import (
     TreeStartError,
     UnknownPathError,
 )
-from ._health import ActorHealth, BreakerHealth, RateLimitHealth, TreeHealth
-from ._http import HealthServer, serve_http
-from ._http_guard import HttpLimits
-from ._logging import configure_logging
-from ._metrics import TreeCollector, metrics_registry, render_metrics
 from ._spec import ChildSpec, Supervisor
-from ._system import System, start
+from .delivery._breaker import BreakerState
+from .delivery._dead_letters import DeadLetter
+from .inspect._health import ActorHealth, BreakerHealth, RateLimitHealth, TreeHealth
+from .inspect._http import HealthServer, serve_http
+from .inspect._http_guard import HttpLimits
+from .inspect._logging import configure_logging
+from .inspect._metrics import TreeCollector, metrics_registry, render_metrics
+from .system._asking import PendingAsk
+from .system._system import System, start
 
 __all__ = [
     "ActorHealth",

@@ -14,7 +14,7 @@ from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from ._envelope import Envelope
+    from .delivery._envelope import Envelope
 
 __all__ = ["Tracing"]
 

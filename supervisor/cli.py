@@ -26,15 +26,15 @@ from pydantic import ValidationError
 from rich.console import Console
 from rich.markup import escape
 
-from ._cli_errors import CliError
-from ._cli_remote import exit_code, fetch
-from ._cli_run import call_hook, check_http, serve, stop, watch
-from ._cli_view import render_tree, status_table
 from ._spec import ChildSpec, Supervisor, iter_specs
+from .inspect._cli_errors import CliError
+from .inspect._cli_remote import exit_code, fetch
+from .inspect._cli_run import call_hook, check_http, serve, stop, watch
+from .inspect._cli_view import render_tree, status_table
 
 if TYPE_CHECKING:
-    from ._http import HealthServer
-    from ._system import System
+    from .inspect._http import HealthServer
+    from .system._system import System
 
 __all__ = ["CliError", "app", "load_hook", "load_tree", "main"]
 
@@ -210,8 +210,8 @@ def run(
     """Start a tree and show it live (state, restarts, breaker, mailbox, throughput) until
     Ctrl-C; then shut it down in order and print a summary. With --on-start MODULE:FUNC,
     FUNC(system) gets the running System first."""
-    from ._logging import configure_logging  # noqa: PLC0415
-    from ._system import start  # noqa: PLC0415
+    from .inspect._logging import configure_logging  # noqa: PLC0415
+    from .system._system import start  # noqa: PLC0415
 
     spec = load_tree(target)
     hook = load_hook(on_start) if on_start else None

@@ -25,11 +25,13 @@ import pytest
 from pydantic import BaseModel, ValidationError
 
 from actors import Agent, ExecutionResult, ExecutionStatus, RuleBasedAgent
+from actors.llm import ScriptedLLM
 from strategies import BreakerPolicy, OneForAll, OneForOne, RestForOne
 from supervisor import (
     ChildSpec,
     ChildStartError,
     FailureReason,
+    HivekeeperError,
     Supervisor,
     TreeStartError,
     UnknownPathError,
@@ -322,6 +324,37 @@ class Sizes(Agent):
     def handle(self, message: Any) -> Any:
         size, payload = message
         return len(payload), b"x" * (size * 1024 * 1024)
+
+
+class TreeGrower(Agent):
+    """Grows the tree from its handler through self.context: ("start", spec), ("stop", path),
+    ("ask", path). Answers {"ok": ...}, or the hivekeeper error it caught: its type, text and
+    fields; any other exception is reported as "unexpected"."""
+
+    def handle(self, message: Any) -> Any:
+        op, arg = message
+        try:
+            if op == "start":
+                return {"ok": self.context.start_child("root/conversations", arg, timeout=10.0)}
+            if op == "stop":
+                self.context.stop_child(arg, timeout=10.0)
+                return {"ok": None}
+            return {"ok": self.context.ask(arg, "who", timeout=5.0).status.value}
+        except HivekeeperError as exc:
+            fields = {k: getattr(exc, k) for k in ("path", "child", "cause") if hasattr(exc, k)}
+            return {"error": type(exc).__name__, "text": str(exc), **fields}
+        except Exception as exc:  # noqa: BLE001 - reported to the test, which fails on it
+            return {"unexpected": f"{type(exc).__name__}: {exc}"}
+
+
+def make_desk() -> Agent:
+    """An LLMAgent (the tests' ticket desk) whose scripted model is made where the agent
+    lives: it calls the lookup_order tool once, then answers."""
+    from tests.llm_agents import ANSWER, ToolLog, call, desk_class
+
+    llm = ScriptedLLM([call("lookup_order", order_id=5), ANSWER])
+    agent: Agent = desk_class(ToolLog())(llm=llm)
+    return agent
 
 
 class Handoff(RuleBasedAgent):
@@ -1338,3 +1371,81 @@ def test_an_agent_declared_in_a_script_without_a_main_guard(isolation, tmp_path)
     lines = done.stdout.splitlines()
     assert len([line for line in lines if line.startswith("SCRIPT RAN")]) == 1, lines
     assert f"ANSWER hi {isolation == 'process'}" in lines, lines
+
+
+# --------------------------------------------------------------------------- LLM agents
+
+TICKET = {"id": 1, "text": "where is my order?"}
+
+
+def test_an_llm_agent_declared_the_readme_way_answers(spec):
+    """The README passes the model client in kwargs: ChildSpec(..., kwargs={"llm": llm})."""
+    from tests.llm_agents import ANSWER, Decision, ToolLog, desk_class
+
+    llm = ScriptedLLM([ANSWER])
+    tree = Supervisor("root", children=[spec("desk", desk_class(ToolLog()), kwargs={"llm": llm})])
+    with start(tree) as system:
+        answer = system.ask("root/desk", TICKET, timeout=10.0)
+        assert answer.status is ExecutionStatus.SUCCESS, answer.error
+        assert answer.data == Decision(action="respond", reply="on its way")
+
+
+def test_an_llm_agents_events_and_state_reach_the_parent(spec):
+    from tests.llm_agents import Decision
+
+    with (
+        capture_events() as events,
+        start(Supervisor("root", children=[spec("desk", make_desk)])) as system,
+    ):
+        answer = system.ask("root/desk", TICKET, timeout=10.0)
+        assert answer.status is ExecutionStatus.SUCCESS, answer.error
+        assert answer.data == Decision(action="respond", reply="on its way")
+        health = system.health().actors["root/desk"]
+    executed = events.matching("tool_call_executed", path="root/desk")
+    assert [e["tool"] for e in executed] == ["lookup_order"]
+    assert events.matching("agent_state_changed", path="root/desk", new="completed")
+    assert health.agent_state == "completed"
+
+
+def test_an_agent_grows_the_tree_and_catches_the_typed_errors(host, spec):
+    tree = Supervisor(
+        "root",
+        children=[
+            Supervisor("conversations", strategy=OneForOne(max_restarts=10)),
+            spec("grower", TreeGrower),
+        ],
+    )
+    with start(tree) as system:
+
+        def grow(message: Any) -> dict[str, Any]:
+            answer = system.ask("root/grower", message, timeout=20.0)
+            assert answer.status is ExecutionStatus.SUCCESS, answer.error
+            assert "unexpected" not in answer.data, answer.data
+            return dict(answer.data)
+
+        path = "root/conversations/conv-1"
+        assert grow(("start", spec("conv-1", Ident))) == {"ok": path}
+        assert_hosted(host, who(system, path))
+        assert grow(("ask", path)) == {"ok": "success"}
+
+        assert grow(("start", spec("conv-1", Ident))) == {
+            "error": "DuplicateChildError",
+            "text": "root/conversations already has a child 'conv-1'",
+            "child": "conv-1",
+        }
+        broken = grow(("start", spec("broken", BrokenStart)))
+        assert broken["error"] == "ChildStartError"
+        assert broken["path"] == "root/conversations/broken"
+        assert broken["child"] == "broken"
+        assert "cannot open the database" in broken["cause"]
+        assert broken["text"] == f"could not start root/conversations/broken: {broken['cause']}"
+
+        unknown = grow(("ask", "root/conversations/nobody"))
+        assert unknown["error"] == "UnknownPathError"
+        assert unknown["path"] == "root/conversations/nobody"
+        assert unknown["text"].startswith("no actor at path 'root/conversations/nobody'")
+
+        assert grow(("stop", path)) == {"ok": None}
+        gone = grow(("stop", path))
+        assert gone["error"] == "UnknownPathError"
+        assert gone["path"] == path

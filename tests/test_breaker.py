@@ -8,7 +8,7 @@ from types import SimpleNamespace
 
 from strategies import BreakerPolicy, OneForOne
 from supervisor import BreakerState, ChildSpec, ExecutionStatus, FakeClock, Supervisor, start
-from supervisor._breaker import SlotBreaker
+from supervisor.delivery._breaker import SlotBreaker
 from supervisor.testing import capture_events
 from tests.agents import CrashUntil, Echo, Flaky, Gate, Switch
 

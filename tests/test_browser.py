@@ -19,7 +19,7 @@ import pytest
 from actors import Agent
 from strategies import BreakerPolicy, OneForOne
 from supervisor import ChildSpec, ExecutionStatus, Supervisor, start
-from supervisor._http import serve_http
+from supervisor.inspect._http import serve_http
 from supervisor.testing import wait_until
 from tests.agents import Echo, Flaky, Human, Switch
 

@@ -20,8 +20,8 @@ from rich.console import Console
 
 from strategies import OneForOne
 from supervisor import ChildSpec, Supervisor, System, cli, start
-from supervisor._cli_view import status_table
 from supervisor.cli import main
+from supervisor.inspect._cli_view import status_table
 from supervisor.testing import capture_events, wait_until
 from tests import cli_trees
 from tests.agents import AlwaysCrash, Echo
@@ -309,7 +309,7 @@ def test_ctrl_c_while_the_tree_starts_stops_what_started_in_order(
 ) -> None:
     """SIGINT landing inside start(): what had started is shut down in order (on_stop runs,
     no thread is left), and `run` exits 130 with one line instead of a traceback."""
-    from supervisor._system import System as SystemClass
+    from supervisor.system._system import System as SystemClass
 
     booted = SystemClass._boot
 

@@ -17,9 +17,9 @@ from supervisor import (
     Supervisor,
     SupervisorUnavailableError,
     UnknownPathError,
-    _host,
     start,
 )
+from supervisor.hosts import _host
 from supervisor.testing import capture_events, wait_until
 from tests.agents import AlwaysCrash, Echo, Gate
 

@@ -9,11 +9,11 @@ from typing import Any
 import httpx
 import pytest
 
-import supervisor._health as health_module
+import supervisor.inspect._health as health_module
 from actors import LLMAgent
 from supervisor import ChildSpec, Supervisor, start
-from supervisor._http import serve_http
 from supervisor.cli import main
+from supervisor.inspect._http import serve_http
 from supervisor.testing import wait_until
 from tests.cli_trees import SECRET, odd_states
 

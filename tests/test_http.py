@@ -15,8 +15,8 @@ from prometheus_client.parser import text_string_to_metric_families
 from actors import Agent
 from strategies import BreakerPolicy, OneForOne
 from supervisor import ChildSpec, ExecutionStatus, Supervisor, System, start
-from supervisor._http import HealthServer, is_loopback, serve_http
-from supervisor._metrics import render_metrics
+from supervisor.inspect._http import HealthServer, is_loopback, serve_http
+from supervisor.inspect._metrics import render_metrics
 from supervisor.testing import wait_until
 from tests.agents import AlwaysCrash, Crashy, Echo, Flaky, Human, Switch
 

@@ -14,7 +14,7 @@ import httpx
 import pytest
 
 from supervisor import ChildSpec, Supervisor, System, start
-from supervisor._http import HealthServer, HttpLimits, serve_http
+from supervisor.inspect._http import HealthServer, HttpLimits, serve_http
 from supervisor.testing import capture_events, wait_until
 from tests.agents import Echo
 

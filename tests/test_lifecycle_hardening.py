@@ -110,7 +110,7 @@ def test_stop_child_of_a_child_removed_meanwhile_is_an_unknown_path():
         # a stop_child that looked the path up before the removal and arrives after it
         from concurrent.futures import Future
 
-        from supervisor._messages import StopChild
+        from supervisor.delivery._messages import StopChild
 
         late: Future[None] = Future()
         system._tree.supervisor("root/c").post(StopChild(node, late))

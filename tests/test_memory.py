@@ -11,8 +11,8 @@ from typing import Any
 
 from supervisor import ChildSpec, Supervisor, start
 from supervisor._clock import MonotonicClock
-from supervisor._dead_letters import PREVIEW_CHARS, DeadLetterOffice, summarize
 from supervisor._scheduler import Scheduler
+from supervisor.delivery._dead_letters import PREVIEW_CHARS, DeadLetterOffice, summarize
 from tests.agents import Blocking, Echo, Gate
 
 # -- dead letters ---------------------------------------------------------------------------

@@ -10,7 +10,7 @@ import structlog
 
 from actors._events import dropped_events
 from supervisor import ChildSpec, ExecutionStatus, Supervisor, configure_logging, start, subscribe
-from supervisor._supervisor_actor import SupervisorActor
+from supervisor.supervision._supervisor_actor import SupervisorActor
 from supervisor.testing import capture_events
 from tests.agents import Counter, Echo
 

@@ -1,0 +1,86 @@
+"""The messages a supervisor actor receives: from its hosts and child supervisors (Started,
+Exited, Stopped), from timers (TimerFired, Reconcile), from the system (Shutdown, StartChild,
+StopChild) and from the tree index (Adopt). Plain frozen data: any layer may send them."""
+
+from __future__ import annotations
+
+from concurrent.futures import Future
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from strategies import ExitKind
+
+from .._spec import ChildSpec, Supervisor
+
+if TYPE_CHECKING:
+    from actors import FailureReason
+
+    from ._envelope import Envelope
+
+__all__ = [
+    "Adopt",
+    "Exited",
+    "Reconcile",
+    "Shutdown",
+    "StartChild",
+    "Started",
+    "StopChild",
+    "Stopped",
+    "TimerFired",
+]
+
+
+@dataclass(frozen=True, slots=True)
+class Started:
+    child: Any  # AgentSlot | SupervisorNode
+    gen: int
+
+
+@dataclass(frozen=True, slots=True)
+class Exited:
+    child: Any
+    gen: int
+    kind: ExitKind
+    env: Envelope | None = None
+    error: str | None = None
+    reason: FailureReason | None = None  # finer than kind (memory); default: crash / deadline
+
+
+@dataclass(frozen=True, slots=True)
+class Stopped:
+    child: Any
+    gen: int
+
+
+@dataclass(frozen=True, slots=True)
+class TimerFired:
+    what: str  # start_timeout | shutdown_timeout
+    child: Any
+    gen: int
+
+
+@dataclass(frozen=True, slots=True)
+class Reconcile:
+    pass
+
+
+@dataclass(frozen=True, slots=True)
+class Shutdown:
+    purpose: str  # shutdown | restart | escalate | remove | fail
+
+
+@dataclass(frozen=True, slots=True)
+class StartChild:
+    spec: ChildSpec | Supervisor
+    future: Future[str]
+
+
+@dataclass(frozen=True, slots=True)
+class StopChild:
+    child: Any  # AgentSlot | SupervisorNode
+    future: Future[None]
+
+
+@dataclass(frozen=True, slots=True)
+class Adopt:
+    nodes: tuple[Any, ...]  # nodes already in the tree index, to supervise from now on

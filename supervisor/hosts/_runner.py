@@ -1,0 +1,168 @@
+"""AgentRunner: where one incarnation of an agent lives and how its calls run, the part of a
+host that differs by `ChildSpec(isolation=...)`.
+
+A host (supervisor/_host.py) is one thread in the parent that takes messages from its slot,
+arms their deadlines, shapes the answers and reports to its supervisor; its runner builds the
+agent, runs one message at a time, and ends it. Every host kind shares the host; a new kind
+is one runner module plus one line in `make_runner`.
+
+- InThreadRunner ("thread"): the agent is an object on the host's own thread (and its event
+  loop, for `async def handle`); a hung handler cannot be killed, only abandoned.
+- ProcessRunner ("process", supervisor/_process_runner.py): the agent lives in a worker
+  process; a hung or oversized one is SIGKILLed.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any, Protocol
+
+from pydantic import ValidationError
+
+from actors import Agent, ExecutionResult, ExecutionStatus, FailureReason
+from actors._states import StateTracker
+
+from ._async import HostLoop
+from ._context import HostContext
+
+if TYPE_CHECKING:
+    from ..delivery._envelope import Envelope
+    from ._host import ThreadHost
+
+__all__ = ["AgentRunner", "InThreadRunner", "RunnerInfo", "build_agent", "make_runner"]
+
+
+class RunnerInfo(Protocol):
+    """What health shows of a runner."""
+
+    isolation: str
+
+    @property
+    def pid(self) -> int | None: ...
+
+    def rss_mb(self) -> float | None: ...
+
+
+class AgentRunner(RunnerInfo, Protocol):
+    def start(self) -> None:
+        """Build the agent and run its on_start (on the host's thread); raises if either
+        fails (a crash at start)."""
+
+    def call(self, env: Envelope) -> Any:
+        """Run one message to its outcome (input validation, handle(), awaiting it): what the
+        handler returned, an INVALID_INPUT result, or raises (a crash)."""
+
+    def cancel(self) -> None:
+        """The running message overran its deadline (any thread): stop it if that can be
+        done without ending the agent (an awaiting coroutine); else nothing."""
+
+    def kill(self, reason: str) -> None:
+        """Give up on this incarnation for good (any thread): end it now where that is
+        possible (a process: SIGKILL); `reason` is deadline, memory, died or shutdown."""
+
+    def stop(self) -> None:
+        """Run the agent's on_stop (on the host's thread); raises what it raised."""
+
+    def close(self) -> None:
+        """Release what the runner holds (on the host's thread, as it ends); never raises."""
+
+    def agent_state(self) -> str | None:
+        """An LLMAgent's AgentState value, read without calling agent code; else None."""
+
+
+def build_agent(factory: Any, args: Any, kwargs: Any, path: str) -> Agent:
+    agent = factory(*args, **dict(kwargs))
+    if not isinstance(agent, Agent):
+        msg = f"factory of {path} returned {type(agent).__name__}, not an Agent"
+        raise TypeError(msg)
+    return agent
+
+
+def validate_input(agent: Agent, message: Any) -> tuple[Any, ExecutionResult | None]:
+    """The message as the agent's input_model makes it, or the INVALID_INPUT answer."""
+    model = agent.input_model
+    if model is None:
+        return message, None
+    try:
+        return model.model_validate(message), None
+    except ValidationError as exc:
+        return message, ExecutionResult(
+            status=ExecutionStatus.INVALID_INPUT,
+            error=f"{model.__name__}: {exc}",
+            reason=FailureReason.INVALID_INPUT,
+        )
+
+
+def tracked_state(agent: object) -> str | None:
+    """The runtime's own AgentState tracker of an LLMAgent, never its `state` attribute
+    (user code: a property may block, raise SystemExit or return a secret)."""
+    try:
+        tracker = vars(agent).get("_states")
+    except TypeError:  # no __dict__ (slots)
+        return None
+    return tracker.state.value if isinstance(tracker, StateTracker) else None
+
+
+class InThreadRunner:
+    isolation = "thread"
+    pid = None
+
+    def __init__(self, host: ThreadHost) -> None:
+        self._host = host
+        self.agent: Agent | None = None
+        self._loop: HostLoop | None = None  # made when the agent first returns an awaitable
+
+    def start(self) -> None:
+        slot = self._host.slot
+        spec = slot.spec
+        agent = build_agent(spec.factory, spec.args, spec.kwargs, slot.path)
+        agent.attach_context(HostContext(self._host))
+        agent.on_start()
+        self.agent = agent
+
+    def call(self, env: Envelope) -> Any:
+        agent = self.agent
+        assert agent is not None
+        message, refused = validate_input(agent, env.message)
+        if refused is not None:
+            return refused
+        result = agent.handle(message)
+        if hasattr(type(result), "__await__"):  # a coroutine (async def handle) or a future
+            loop = self._loop
+            if loop is None:
+                loop = self._loop = HostLoop(self._host.slot.path)
+            result = loop.run(result, self._host.attach_async)
+        return result
+
+    def cancel(self) -> None:
+        loop = self._loop
+        if loop is not None:
+            loop.cancel()  # an async handler is cancelled when it next yields
+
+    def kill(self, reason: str) -> None:
+        """A thread cannot be killed: the abandoned handler runs on until it returns."""
+
+    def stop(self) -> None:
+        if self.agent is not None:
+            self.agent.on_stop()
+
+    def close(self) -> None:
+        self.agent = None
+        loop, self._loop = self._loop, None
+        if loop is not None:
+            loop.close()
+
+    def agent_state(self) -> str | None:
+        return tracked_state(self.agent) if self.agent is not None else None
+
+    def rss_mb(self) -> float | None:
+        return None
+
+
+def make_runner(host: ThreadHost) -> AgentRunner:
+    """The runner of `host`'s kind (ChildSpec.isolation)."""
+    isolation = host.slot.spec.isolation
+    if isolation == "process":
+        from ._process_runner import ProcessRunner  # noqa: PLC0415 - loaded when first used
+
+        return ProcessRunner(host)
+    return InThreadRunner(host)

@@ -1,0 +1,106 @@
+"""DynamicChildren: what a supervisor does with start_child / stop_child requests.
+
+OTP's start_child contract: a child added at runtime whose first start fails (its __init__ or
+on_start raised, it overran its start_timeout, or, for a child supervisor, it gave up while
+starting) is discarded, never restarted and never kept, and the caller gets ChildStartError.
+Its supervisor and siblings are untouched: nothing is counted against the restart budget.
+
+A child's first start waits for no sibling (the at-most-one-starting and stop-before-start
+rules of the reconcile loop are for restarts and declaration order): so an agent that calls
+start_child from its handler, or from on_start, while a sibling is starting or stopping
+(perhaps one waiting on that very agent), never waits on a cycle."""
+
+from __future__ import annotations
+
+from strategies import ExitKind
+
+from .._exceptions import ChildStartError, SupervisorUnavailableError, UnknownPathError
+from ..delivery._messages import Adopt, Exited, StartChild, StopChild
+from ..delivery._slot import AgentSlot, SlotState
+from ._child_lifecycle import ChildLifecycle
+from ._child_record import ChildRecord
+from ._node import SupervisorNode
+
+__all__ = ["DynamicChildren"]
+
+
+class DynamicChildren(ChildLifecycle):
+    """Mixed into SupervisorActor."""
+
+    def _on_start_child(self, msg: StartChild) -> None:
+        if self.mode == "terminating":
+            msg.future.set_exception(
+                SupervisorUnavailableError(f"{self.node.path} is shutting down")
+            )
+            return
+        try:
+            node = self.tree.add_child(self.node, msg.spec)
+        except Exception as exc:  # noqa: BLE001 - reported to the caller, never crashes us
+            msg.future.set_exception(exc)
+            return
+        rec = ChildRecord(node, first_start=True)
+        rec.started_waiters.append(msg.future)
+        self.children.append(rec)
+
+    def _on_adopt(self, msg: Adopt) -> None:
+        """Supervise nodes the tree index already created (fallbacks of a new child)."""
+        if self.mode != "terminating":
+            self.children.extend(ChildRecord(n) for n in msg.nodes)
+
+    def _on_stop_child(self, msg: StopChild) -> None:
+        for rec in self.children:
+            if rec.node is msg.child:
+                rec.want = "remove"
+                rec.removed_waiters.append(msg.future)
+                return
+        # removed meanwhile (a concurrent stop_child, a temporary child that exited)
+        path = getattr(msg.child, "path", str(msg.child))
+        msg.future.set_exception(UnknownPathError(path, detail=f"{path} was already removed"))
+
+    def _start_new_children(self) -> None:
+        """First starts of children added by start_child: at once, whatever siblings do."""
+        if self.mode == "terminating":
+            return
+        for rec in self.children:
+            if rec.first_start and rec.phase == "down" and rec.want == "run":
+                self._start_child(rec)
+
+    def _start_failed(self, rec: ChildRecord, msg: Exited) -> None:
+        """A child added by start_child exited before it ever started: discard it."""
+        error = msg.error or msg.kind.value
+        rec.phase = "down"
+        rec.purpose = "start_failed"
+        self._cancel(rec)
+        if msg.kind is ExitKind.HANG and rec.host is not None:
+            rec.host.abandon()  # it hung in on_start: never attach it, whenever it returns
+        self._event("child_start_failed", rec, level="error", reason=error, exit=msg.kind.value)
+        self._discard(rec, f"agent failed to start: {error}", ChildStartError(rec.node.path, error))
+
+    def _discard_unstarted(self) -> None:
+        """This incarnation is ending: children added by start_child that never started are
+        not kept for the next one (their callers are told the supervisor stopped first)."""
+        for rec in [r for r in self.children if r.first_start]:
+            why = f"{self.node.path} stopped before {rec.id} started"
+            self._discard(rec, why, SupervisorUnavailableError(why))
+
+    def _drop_dynamic(self) -> None:
+        """This incarnation ends to be started again (it gave up, or its parent restarts it):
+        as in OTP, the next one starts from the declaration, so children added by start_child
+        are removed now, instead of failing again in every new incarnation."""
+        if self.purpose not in ("escalate", "restart"):
+            return
+        why = f"removed: {self.node.path} restarted (children added by start_child are not)"
+        for rec in [r for r in self.children if r.node.dynamic and r.phase == "down"]:
+            rec.purpose = "supervisor_restarted"
+            self._discard(rec, why, SupervisorUnavailableError(why))
+
+    def _discard(self, rec: ChildRecord, why: str, error: Exception) -> None:
+        """Remove a child that is down and never started; its queued messages get `why`."""
+        node = rec.node
+        if isinstance(node, SupervisorNode):
+            node.state = "stopped"
+            for slot in self.tree.agents_under(node):  # DOWN if it gave up: answer them now
+                slot.set_state(SlotState.REMOVED, why)
+        elif isinstance(node, AgentSlot):
+            node.set_state(SlotState.REMOVED, why)
+        self._remove(rec, error)

@@ -1,0 +1,401 @@
+"""SupervisorActor: one incarnation of a supervisor node, as a pykka actor.
+
+It only reacts to messages (a child started, exited or stopped; a timer fired; a request to
+start, stop or shut down) and never waits on a child. Its decisions come from the pure
+strategies.plan_exit(); carrying them out is a reconcile loop over per-child records:
+
+0. a child added by start_child starts at once (_dynamic_children.py: its first start waits
+   for no sibling, and if it fails the child is discarded, not restarted);
+1. at most one child is stopping at a time, in reverse declaration order;
+2. children marked for removal are removed once down;
+3. when terminating (escalation or shutdown) and everything is down, report and end;
+4. at most one child is (re)starting at a time, in declaration order (skipping backoffs);
+5. when the initial start is complete, report Started to the parent.
+
+A new incarnation (its parent restarted it) starts with a fresh restart budget.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+import pykka
+
+from actors import ExecutionStatus, FailureReason
+from strategies import (
+    ChildInfo,
+    ExitKind,
+    RestartWindow,
+    next_backoff,
+    plan_exit,
+)
+
+from .._events import emit
+from .._exceptions import SupervisorUnavailableError
+from ..delivery._messages import (
+    Adopt,
+    Exited,
+    Reconcile,
+    Shutdown,
+    StartChild,
+    Started,
+    StopChild,
+    Stopped,
+    TimerFired,
+)
+from ..delivery._slot import AgentSlot, give_up
+from ..hosts._outcome import describe
+from ._child_record import ChildRecord
+from ._dynamic_children import DynamicChildren
+from ._exit_answers import answer_exit
+from ._node import SupervisorNode
+
+if TYPE_CHECKING:
+    from ._tree import TreeIndex
+
+__all__ = ["SupervisorActor"]
+
+
+class SupervisorActor(DynamicChildren, pykka.ThreadingActor):
+    use_daemon_thread = True
+
+    def __init__(self, node: SupervisorNode, gen: int, tree: TreeIndex) -> None:
+        super().__init__()
+        self.node = node
+        self.gen = gen
+        self.tree = tree
+        self.runtime = tree.runtime
+        self.clock = tree.runtime.clock
+        self.strategy = node.spec.strategy
+        self.window = RestartWindow(self.strategy.within_seconds)
+        self.mode = "starting"  # starting | running | terminating | dead
+        self.purpose = "shutdown"
+        self.reason: str | None = None
+        self.children = [ChildRecord(c) for c in node.children]
+        self._deferred: list[Exited] = []
+
+    @classmethod
+    def launch(cls, node: SupervisorNode, gen: int, tree: TreeIndex) -> SupervisorActor:
+        actor = cls(node, gen, tree)
+        node.actor = actor
+        node.state = "starting"
+        actor._start_actor_loop()
+        actor.actor_ref.tell(Reconcile())
+        return actor
+
+    def _spawn_supervisor(self, node: SupervisorNode, gen: int) -> None:
+        SupervisorActor.launch(node, gen, self.tree)
+
+    # -- messages ----------------------------------------------------------------------------
+
+    def on_stop(self) -> None:
+        """Requests that reached this incarnation as it ended are answered, not dropped (pykka
+        drops tells left in the inbox): start_child / stop_child fail at once."""
+        inbox = self.actor_inbox
+        while self.mode == "dead" and not inbox.empty():
+            self.on_receive(inbox.get().message)
+
+    def on_receive(self, message: Any) -> Any:
+        try:
+            self._receive(message)
+        except Exception as exc:  # noqa: BLE001 - a supervisor never dies silently
+            self._internal_error(exc)
+        return None
+
+    def _internal_error(self, exc: Exception) -> None:
+        """A bug or a broken hook inside the supervisor: like an OTP supervisor crashing, it
+        gives up on its children and escalates, so its parent restarts the subtree."""
+        reason = f"supervisor {self.node.path} crashed: {describe(exc)}"
+        emit(
+            "supervisor_crashed",
+            level="error",
+            supervisor=self.node.path,
+            child=None,
+            path=self.node.path,
+            agent_id=self.node.id,
+            reason=reason,
+        )
+        if self.mode == "dead":
+            return
+        try:
+            self._terminate("escalate", reason)
+            self.purpose = "escalate"
+            self._reconcile()
+        except Exception:  # noqa: BLE001 - last resort: report and stop
+            self.mode = "dead"
+            self.node.state = "down"
+            self.node.report(Exited(self.node, self.gen, ExitKind.ESCALATED, None, reason))
+            self.stop()
+
+    def _receive(self, message: Any) -> Any:
+        if self.mode == "dead":
+            if isinstance(message, Exited):
+                self._answer_failed(message)
+            elif isinstance(message, (StartChild, StopChild)) and not message.future.done():
+                gone = SupervisorUnavailableError(f"supervisor {self.node.path} has stopped")
+                message.future.set_exception(gone)
+            return None
+        if isinstance(message, Started):
+            self._on_started(message)
+        elif isinstance(message, Exited):
+            self._on_exited(message)
+        elif isinstance(message, Stopped):
+            self._on_stopped(message)
+        elif isinstance(message, TimerFired):
+            self._on_timer(message)
+        elif isinstance(message, Shutdown):
+            self._terminate(message.purpose, None)
+        elif isinstance(message, StartChild):
+            self._on_start_child(message)
+        elif isinstance(message, StopChild):
+            self._on_stop_child(message)
+        elif isinstance(message, Adopt):
+            self._on_adopt(message)
+        self._reconcile()
+        return None
+
+    def _find(self, node: Any, gen: int) -> ChildRecord | None:
+        for rec in self.children:
+            if rec.node is node:
+                return rec if rec.gen == gen else None
+        return None
+
+    def _on_started(self, msg: Started) -> None:
+        rec = self._find(msg.child, msg.gen)
+        if rec is None or rec.phase != "starting":
+            return
+        rec.phase = "running"
+        rec.first_start = False
+        self._cancel(rec)
+        self._event("child_started", rec, reason=None, generation=rec.gen)
+        for fut in rec.started_waiters:
+            if not fut.done():
+                fut.set_result(rec.node.path)
+        rec.started_waiters.clear()
+
+    def _on_exited(self, msg: Exited) -> None:
+        rec = self._find(msg.child, msg.gen)
+        if rec is None or rec.phase == "down":
+            self._answer_failed(msg)
+            return
+        was = rec.phase
+        if rec.first_start and was == "starting" and self.mode != "terminating":
+            self._start_failed(rec, msg)  # OTP: a child that fails to start is not kept
+            return
+        rec.phase = "down"
+        rec.restart_pending = False  # it is down now: the plan below decides its restart
+        self._cancel(rec)
+        if msg.kind is ExitKind.HANG and rec.host is not None:
+            rec.host.abandon()
+            self._event("child_abandoned", rec, level="warning", reason=msg.error)
+        self._event(
+            "child_exited",
+            rec,
+            level="info" if msg.kind is ExitKind.NORMAL else "warning",
+            reason=msg.error,
+            exit=msg.kind.value,
+        )
+        if was == "stopping" or self.mode == "terminating":
+            self._after_stop(rec)
+        else:
+            self._plan(rec, msg.kind, msg.error)
+        self._reconcile()  # apply the strategy first, then answer the caller
+        if self.mode == "terminating":
+            # an escalation (or shutdown) is in progress: answer once it has been reported
+            self._deferred.append(msg)
+        else:
+            self._answer_failed(msg)
+
+    def _plan(self, rec: ChildRecord, kind: ExitKind, error: str | None) -> None:
+        now = self.clock.now()
+        infos = [ChildInfo(r.id, r.node.spec.restart) for r in self.children]
+        plan = plan_exit(self.strategy, infos, rec.id, kind, self.window.prune(now))
+        if plan.counted:
+            self.node.budget_used = self.window.add(now)
+        if plan.escalate:
+            reason = (
+                f"restart budget exhausted: more than {self.strategy.max_restarts} restarts "
+                f"in {self.strategy.within_seconds}s (last: {rec.node.path}: {error})"
+            )
+            emit(
+                "supervisor_budget_exhausted",
+                level="error",
+                supervisor=self.node.path,
+                child=rec.node.id,
+                path=self.node.path,
+                agent_id=self.node.id,
+                reason=reason,
+            )
+            self._set_down(rec, "escalate")
+            self._terminate("escalate", reason)
+            return
+        by_id = {r.id: r for r in self.children}
+        for cid in plan.stop:
+            sib = by_id[cid]
+            if sib.phase in ("running", "starting") and sib.want != "remove":
+                sib.restart_pending = True
+        for cid in plan.remove:
+            by_id[cid].want = "remove"
+        # a child being removed (stop_child) stays removed, whatever its siblings do
+        restarting = [cid for cid in plan.restart if by_id[cid].want != "remove"]
+        delay = 0.0
+        if plan.restart and self.strategy.backoff is not None:
+            delay, rec.backoff = next_backoff(
+                self.strategy.backoff, rec.backoff, now, self.runtime.rng.random()
+            )
+        for cid in restarting:
+            target = by_id[cid]
+            target.want = "run"
+            target.not_before = now + delay if delay > 0 else None
+            if isinstance(target.node, AgentSlot):
+                target.node.stats.restarts += 1
+            else:
+                target.node.restarts += 1
+        if delay > 0:  # armed before the event below: who sees the event may move the clock
+            self.runtime.scheduler.call_later(delay, lambda: self._post(Reconcile()))
+        if rec.id in restarting:
+            self._event(
+                "child_restarting",
+                rec,
+                reason=error,
+                delay=delay,
+                strategy=self.strategy.name,
+                group=restarting,
+            )
+            self._set_down(rec, "backoff" if delay > 0 else "restart")
+        elif rec.want == "remove":  # temporary, or a stop_child in progress: removed once down
+            self._set_down(rec, "remove")
+        else:
+            rec.want = "stop"
+            self._set_down(rec, "shutdown")
+
+    def _on_stopped(self, msg: Stopped) -> None:
+        rec = self._find(msg.child, msg.gen)
+        if rec is None or rec.phase == "down":
+            return
+        rec.phase = "down"
+        self._cancel(rec)
+        self._event("child_stopped", rec, reason=rec.purpose)
+        self._after_stop(rec)
+
+    def _after_stop(self, rec: ChildRecord) -> None:
+        """A child is down after a stop we asked for (or it crashed while stopping)."""
+        if self.mode == "terminating":
+            purpose = self.purpose
+        elif rec.restart_pending:
+            rec.restart_pending = False
+            purpose = "backoff" if rec.not_before else "restart"
+        else:
+            purpose = rec.purpose
+        self._set_down(rec, purpose)
+
+    def _on_timer(self, msg: TimerFired) -> None:
+        rec = self._find(msg.child, msg.gen)
+        if rec is None:
+            return
+        if msg.what == "start_timeout" and rec.phase == "starting":
+            limit = rec.node.spec.start_timeout if isinstance(rec.node, AgentSlot) else None
+            error = f"start exceeded start_timeout={limit}s"
+            self._on_exited(Exited(rec.node, rec.gen, ExitKind.HANG, None, error))
+        elif msg.what == "shutdown_timeout" and rec.phase == "stopping":
+            if rec.host is not None:
+                current = rec.host.abandon()  # the message it was still running, if any
+                if current is not None:
+                    give_up(
+                        current,
+                        ExecutionStatus.FAILURE,
+                        "abandoned: did not finish within shutdown_timeout",
+                        rec.node.path,
+                        FailureReason.DEADLINE,
+                    )
+            self._event("child_abandoned", rec, level="warning", reason="shutdown_timeout")
+            rec.phase = "down"
+            self._after_stop(rec)
+
+    # -- carrying decisions out ---------------------------------------------------------------
+
+    def _reconcile(self) -> None:
+        if self.mode == "dead":
+            return
+        self._start_new_children()
+        if any(r.phase == "stopping" for r in self.children):
+            return
+        for rec in reversed(self.children):
+            if rec.phase in ("running", "starting") and (
+                rec.want != "run" or rec.restart_pending or self.mode == "terminating"
+            ):
+                self._stop_child(rec)
+                return
+        for rec in [r for r in self.children if r.want == "remove" and r.phase == "down"]:
+            self._remove(rec)
+        if self.mode == "terminating":
+            self._finish_termination()
+            return
+        if any(r.phase == "starting" and not r.first_start for r in self.children):
+            return
+        now = self.clock.now()
+        for rec in self.children:
+            if rec.phase == "down" and rec.want == "run":
+                if rec.not_before is not None and now < rec.not_before:
+                    continue
+                if self._held_for_abandoned(rec):
+                    continue  # retried when one of its abandoned threads ends
+                self._start_child(rec)
+                return
+        if self.mode == "starting" and all(
+            r.phase == "running" or r.held for r in self.children if r.want == "run"
+        ):
+            self.mode = "running"
+            self.node.state = "running"
+            self.node.report(Started(self.node, self.gen))
+
+    def _terminate(self, purpose: str, reason: str | None) -> None:
+        if self.mode == "terminating":
+            return
+        self.mode = "terminating"
+        self.purpose = purpose
+        self.reason = reason
+        self.node.state = "terminating"
+
+    def _finish_termination(self) -> None:
+        self.mode = "dead"
+        node = self.node
+        self._discard_unstarted()
+        self._drop_dynamic()
+        for rec in self.children:
+            rec.resolve_started(
+                SupervisorUnavailableError(f"{node.path} stopped before {rec.id} started")
+            )
+            rec.resolve_removed()
+        if self.purpose == "escalate":
+            node.state = "down"
+            node.escalations += 1
+            node.last_error = self.reason
+            emit(
+                "supervisor_escalated",
+                level="error",
+                supervisor=node.path,
+                child=node.id,
+                path=node.path,
+                agent_id=node.id,
+                reason=self.reason,
+            )
+            node.report(Exited(node, self.gen, ExitKind.ESCALATED, None, self.reason))
+        else:
+            node.state = "failed" if self.purpose == "fail" else "stopped"
+            node.report(Stopped(node, self.gen))
+        if node.actor is self:
+            node.actor = None
+        for exited in self._deferred:
+            self._answer_failed(exited)
+        self._deferred.clear()
+        self.stop()
+
+    # -- helpers ---------------------------------------------------------------------------
+
+    def _answer_failed(self, msg: Exited) -> None:
+        answer_exit(self.runtime, msg.child, msg.kind, msg.env, msg.error, msg.reason)
+
+    def restarts_in_window(self) -> int:
+        """For health snapshots (another thread): counts without changing the window."""
+        return self.window.count(self.clock.now())

@@ -1,0 +1,1 @@
+"""System: a running tree (start, shutdown, dynamic children, inspection) and its ask/tell API."""

@@ -1,0 +1,298 @@
+"""Asking: the ask / tell API of a running System, and PendingAsk.
+
+ask() never raises for anything an agent did: every ask ends with an ExecutionResult by its
+deadline. It raises only for caller mistakes: an unknown path (UnknownPathError), a system
+that is not running (SystemNotRunningError), a bad timeout (ValueError).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from typing import Any
+
+import structlog
+
+from actors import ExecutionResult, ExecutionStatus, FailureReason
+from actors._current import current_message
+
+from .._clock import Clock
+from .._exceptions import SystemNotRunningError
+from .._spec import Supervisor
+from ..delivery._envelope import Envelope, new_trace_id
+from ..delivery._reply import Reply
+from ..delivery._runtime import Runtime
+from ..delivery._slot import AgentSlot
+from ..supervision._tree import TreeIndex
+
+__all__ = ["Asking", "PendingAsk"]
+
+_MAX_TIMEOUT = min(threading.TIMEOUT_MAX, 365 * 24 * 3600.0)  # what a lock wait accepts
+_ACCEPTING = frozenset({"starting", "running", "failed"})
+_MAX_TRACE = 256
+
+
+def _ambient_trace() -> str:
+    """The trace of the message this thread is handling, else one bound with structlog's
+    contextvars (e.g. by a web request), else a new one."""
+    ctx = current_message.get()
+    if ctx is not None:
+        return ctx.trace_id
+    bound = structlog.contextvars.get_contextvars().get("trace_id")
+    return str(bound) if bound else new_trace_id()
+
+
+def _check_trace(trace_id: object) -> None:
+    """A caller's trace id must be text: it ends up in every answer and event of the request
+    (a bad one must fail the caller, not the agent that answers)."""
+    if trace_id is None:
+        return
+    if not isinstance(trace_id, str):
+        msg = f"trace_id must be a str, got {type(trace_id).__name__}"
+        raise TypeError(msg)
+    if len(trace_id) > _MAX_TRACE:
+        msg = f"trace_id is {len(trace_id)} characters long; at most {_MAX_TRACE}"
+        raise ValueError(msg)
+
+
+def _timeout_error(env: Envelope, path: str, timeout: float, clock: Clock) -> str:
+    if env.started_at is None:
+        where = "the message was still queued"
+    else:
+        where = f"its handler had been running for {clock.now() - env.started_at:.3g}s"
+    return f"no answer from {path} within {timeout:g}s ({where})"
+
+
+class Asking:
+    """The ask / tell half of System (which sets these attributes)."""
+
+    spec: Supervisor
+    clock: Clock
+    state: str
+    _runtime: Runtime
+    _tree: TreeIndex
+
+    # -- asking ----------------------------------------------------------------------------
+
+    def ask(
+        self,
+        path: str,
+        message: Any,
+        *,
+        timeout: float | None = None,
+        trace_id: str | None = None,
+    ) -> ExecutionResult:
+        """Send and wait for the answer, at most `timeout` seconds (default: the system's
+        default_timeout). Returns an ExecutionResult whatever the agent did."""
+        return self._ask(None, None, path, message, timeout, trace_id)
+
+    def ask_future(
+        self,
+        path: str,
+        message: Any,
+        *,
+        timeout: float | None = None,
+        trace_id: str | None = None,
+    ) -> PendingAsk:
+        """Send now; wait later with .result(). Same semantics as ask()."""
+        sent = self._submit_ask(None, None, path, message, timeout, trace_id)
+        return PendingAsk(self, sent, path, self._timeout_of(None, timeout))
+
+    async def ask_async(
+        self,
+        path: str,
+        message: Any,
+        *,
+        timeout: float | None = None,
+        trace_id: str | None = None,
+    ) -> ExecutionResult:
+        """ask() for code running in an event loop: never blocks the loop."""
+        return await self._ask_async(None, None, path, message, timeout, trace_id)
+
+    async def _ask_async(
+        self,
+        parent: Envelope | None,
+        caller: str | None,
+        path: str,
+        message: Any,
+        timeout: float | None,
+        trace_id: str | None = None,
+    ) -> ExecutionResult:
+        env = self._submit_ask(parent, caller, path, message, timeout, trace_id)
+        if isinstance(env, ExecutionResult):
+            return env
+        assert env.reply is not None
+        loop = asyncio.get_running_loop()
+        waiter: asyncio.Future[ExecutionResult] = loop.create_future()
+
+        def settle(result: ExecutionResult) -> None:
+            if not waiter.done():
+                waiter.set_result(result)
+
+        def deliver(result: ExecutionResult) -> None:
+            if not loop.is_closed():  # the caller may have given up and closed its loop
+                loop.call_soon_threadsafe(settle, result)
+
+        env.reply.add_done_callback(deliver)
+        seconds = self._timeout_of(parent, timeout)
+        try:
+            return await asyncio.wait_for(asyncio.shield(waiter), seconds)
+        except TimeoutError:
+            return self._expire(env, path, seconds)
+
+    def tell(
+        self, path: str, message: Any, *, trace_id: str | None = None, ttl: float | None = None
+    ) -> None:
+        """Send without waiting. A tell that cannot be handled becomes a dead letter."""
+        self._send_tell(None, path, message, trace_id, ttl)
+
+    async def tell_async(self, path: str, message: Any, *, trace_id: str | None = None) -> None:
+        self.tell(path, message, trace_id=trace_id)
+
+    def _timeout_of(self, parent: Envelope | None, timeout: float | None) -> float:
+        if timeout is None:
+            if parent is not None and parent.deadline is not None:
+                return max(0.0, parent.deadline - self.clock.now())
+            return self._runtime.default_timeout
+        if not 0 < timeout <= _MAX_TIMEOUT:
+            msg = (
+                f"timeout must be a positive number of seconds up to {_MAX_TIMEOUT:.0f}, "
+                f"got {timeout!r}"
+            )
+            raise ValueError(msg)
+        return float(timeout)
+
+    def _require_running(self) -> None:
+        if self.state in ("stopping", "stopped"):
+            msg = f"system {self.spec.id!r} is {self.state}"
+            raise SystemNotRunningError(msg)
+
+    def _slot(self, path: str) -> AgentSlot:
+        self._require_running()
+        return self._tree.slot(path)
+
+    def _send(self, env: Envelope) -> None:
+        """Submit a new envelope to its slot, carrying the caller's tracing context."""
+        if self._runtime.tracing is not None:
+            env.otel_context = self._runtime.tracing.capture()
+        env.origin.submit(env)
+
+    def _submit_ask(
+        self,
+        parent: Envelope | None,
+        caller: str | None,
+        path: str,
+        message: Any,
+        timeout: float | None,
+        trace_id: str | None,
+    ) -> Envelope | ExecutionResult:
+        """Validate and send an ask: the envelope in flight, or an answer given at once (an ask
+        cycle). Raises only for caller mistakes."""
+        _check_trace(trace_id)
+        slot = self._tree.slots.get(path) if self.state in _ACCEPTING else None
+        if slot is None:
+            slot = self._slot(path)  # raises the caller error
+        if parent is None:
+            if timeout is None:
+                seconds = self._runtime.default_timeout
+            else:
+                seconds = self._timeout_of(None, timeout)
+            # system.ask() from inside a handler: the handler (and whoever waits on it) waits
+            ctx = current_message.get()
+            chain: tuple[str, ...] = ctx.chain if ctx is not None else ()
+            trace = trace_id or _ambient_trace()
+        else:
+            seconds = self._timeout_of(parent, timeout)
+            chain = (*parent.chain, caller) if caller is not None else parent.chain
+            trace = trace_id or parent.trace_id
+        if chain and path in chain:
+            cycle = " -> ".join((*chain, path))
+            return ExecutionResult(
+                status=ExecutionStatus.TIMEOUT,
+                reason=FailureReason.ASK_CYCLE,
+                error=(
+                    f"ask cycle {cycle}: {path} is itself waiting in this chain, so the ask "
+                    "could only end at its deadline; answered at once instead"
+                ),
+                handled_by=None,
+                trace_id=trace,
+            )
+        env = Envelope(message, Reply(), self.clock.now() + seconds, slot, trace, chain)
+        self._send(env)
+        return env
+
+    def _ask(
+        self,
+        parent: Envelope | None,
+        caller: str | None,
+        path: str,
+        message: Any,
+        timeout: float | None,
+        trace_id: str | None = None,
+    ) -> ExecutionResult:
+        sent = self._submit_ask(parent, caller, path, message, timeout, trace_id)
+        if isinstance(sent, ExecutionResult):
+            return sent
+        return self._await_reply(sent, path, self._timeout_of(parent, timeout))
+
+    def _await_reply(self, env: Envelope, path: str, seconds: float) -> ExecutionResult:
+        """Block until env is answered, or answer TIMEOUT at its deadline ourselves."""
+        assert env.reply is not None
+        if env.reply.wait(self.clock, env.deadline):
+            return env.reply.result  # type: ignore[return-value]
+        return self._expire(env, path, seconds)
+
+    def _expire(self, env: Envelope, path: str, seconds: float) -> ExecutionResult:
+        result = ExecutionResult(
+            status=ExecutionStatus.TIMEOUT,
+            error=_timeout_error(env, path, seconds, self.clock),
+            reason=FailureReason.ASK_TIMEOUT,
+            handled_by=path,
+            attempts=env.attempts,
+            trace_id=env.trace_id,
+        )
+        assert env.reply is not None
+        env.reply.set(result)
+        return env.reply.result  # type: ignore[return-value]
+
+    def _tell(
+        self, parent: Envelope | None, caller: str, path: str, message: Any, trace_id: str | None
+    ) -> None:
+        self._send_tell(parent, path, message, trace_id, None)
+
+    def _send_tell(
+        self,
+        parent: Envelope | None,
+        path: str,
+        message: Any,
+        trace_id: str | None,
+        ttl: float | None,
+    ) -> None:
+        slot = self._slot(path)
+        _check_trace(trace_id)
+        trace = trace_id or (parent.trace_id if parent is not None else None) or _ambient_trace()
+        deadline = self.clock.now() + ttl if ttl is not None else None
+        self._send(Envelope(message, None, deadline, slot, trace))
+
+
+class PendingAsk:
+    """An ask in flight (from System.ask_future)."""
+
+    def __init__(
+        self, system: Asking, sent: Envelope | ExecutionResult, path: str, seconds: float
+    ) -> None:
+        self._system = system
+        self._sent = sent
+        self._path = path
+        self._seconds = seconds
+
+    def done(self) -> bool:
+        sent = self._sent
+        return isinstance(sent, ExecutionResult) or (sent.reply is not None and sent.reply.done)
+
+    def result(self) -> ExecutionResult:
+        """Wait for the answer; by the ask's deadline at the latest."""
+        sent = self._sent
+        if isinstance(sent, ExecutionResult):
+            return sent
+        return self._system._await_reply(sent, self._path, self._seconds)

@@ -1,0 +1,361 @@
+"""System: a running supervision tree (its lifecycle, dynamic children and inspection; the
+ask / tell API is in _asking.py), and start(), which makes one."""
+
+from __future__ import annotations
+
+import math
+import random
+import threading
+from concurrent.futures import Future
+from types import TracebackType
+from typing import TYPE_CHECKING, Any
+
+import pykka
+
+from strategies import ExitKind
+
+from .._clock import Clock, MonotonicClock
+from .._events import emit
+from .._exceptions import (
+    NotAChildError,
+    SupervisorUnavailableError,
+    TreeStartError,
+    UnknownPathError,
+)
+from .._otel import Tracing
+from .._scheduler import Scheduler
+from .._spec import ChildSpec, Supervisor
+from ..delivery._dead_letters import DeadLetter, DeadLetterOffice
+from ..delivery._messages import Exited, Shutdown, StartChild, Started, StopChild, Stopped
+from ..delivery._runtime import Runtime
+from ..delivery._slot import SlotState
+from ..inspect._health import TreeHealth, snapshot
+from ..supervision._node import SupervisorNode
+from ..supervision._supervisor_actor import SupervisorActor
+from ..supervision._tree import TreeIndex
+from ._asking import _MAX_TIMEOUT, Asking
+
+if TYPE_CHECKING:
+    from collections.abc import Iterable
+
+    from ..inspect._http import HealthServer
+    from ..inspect._http_guard import HttpLimits
+
+__all__ = ["System", "start"]
+
+
+class System(Asking):
+    """A running tree. Use as a context manager, or call shutdown()."""
+
+    def __init__(
+        self,
+        spec: Supervisor,
+        *,
+        clock: Clock | None = None,
+        default_timeout: float = 30.0,
+        seed: int | None = None,
+        tracing: bool | Any = False,
+    ) -> None:
+        if not isinstance(spec, Supervisor):
+            msg = f"start() takes a Supervisor tree, got {type(spec).__name__}"
+            raise TypeError(msg)
+        default_timeout = _seconds("default_timeout", default_timeout)
+        self.spec = spec
+        self.clock: Clock = clock or MonotonicClock()
+        self.state = "starting"
+        self.failure: str | None = None
+        self._runtime = Runtime(
+            clock=self.clock,
+            scheduler=Scheduler(self.clock),
+            dead_letters=DeadLetterOffice(),
+            default_timeout=default_timeout,
+            ask=self._ask,
+            tell=self._tell,
+            ask_async=self._ask_async,
+            start_child=self.start_child,
+            stop_child=self.stop_child,
+            rng=random.Random(seed),
+            tracing=_make_tracing(tracing),
+            name=spec.id,
+        )
+        self._tree = TreeIndex(spec, self._runtime)
+        self._root_done: Future[str] = Future()
+        self._root_stopped = threading.Event()
+        self._guardian_started = threading.Event()
+        self._guardian_stopped = threading.Event()
+        self._servers: list[HealthServer] = []
+        self._tree.root.on_report = self._on_root_report
+        self._tree.guardian.on_report = self._on_guardian_report
+
+    # -- lifecycle -------------------------------------------------------------------------
+
+    def _boot(self, timeout: float) -> None:
+        SupervisorActor.launch(self._tree.guardian, 1, self._tree)
+        if not self._guardian_started.wait(timeout):
+            self._abort("fallback actors did not start within the start timeout")
+        SupervisorActor.launch(self._tree.root, 1, self._tree)
+        try:
+            outcome = self._root_done.result(timeout)
+        except TimeoutError:
+            self._abort(f"the tree did not start within {timeout}s")
+        if outcome != "started":
+            self._abort(outcome)
+        self.state = "running"
+        emit(
+            "tree_started",
+            supervisor=self._tree.root.path,
+            path=self._tree.root.path,
+            child=None,
+            agent_id=None,
+            reason=None,
+            agents=len(self._tree.slots),
+        )
+
+    def _abort(self, reason: str) -> None:
+        self.shutdown(timeout=10.0)
+        raise TreeStartError(f"could not start {self.spec.id}: {reason}")
+
+    def _on_root_report(self, message: Any) -> None:
+        if isinstance(message, Started):
+            self._tree.root.state = "running"
+            if not self._root_done.done():
+                self._root_done.set_result("started")
+        elif isinstance(message, Exited) and message.kind is ExitKind.ESCALATED:
+            self._fail_tree(message.error or "root supervisor gave up")
+        elif isinstance(message, Stopped):
+            self._root_stopped.set()
+
+    def _on_guardian_report(self, message: Any) -> None:
+        if isinstance(message, Started):
+            self._guardian_started.set()
+        elif isinstance(message, (Stopped, Exited)):
+            self._guardian_stopped.set()
+            self._guardian_started.set()
+
+    def _fail_tree(self, reason: str) -> None:
+        self.failure = reason
+        if self.state != "stopping":
+            self.state = "failed"
+        self._tree.root.state = "failed"
+        emit(
+            "tree_failed",
+            level="critical",
+            supervisor=self._tree.root.path,
+            path=self._tree.root.path,
+            child=None,
+            agent_id=None,
+            reason=reason,
+        )
+        for slot in self._tree.agents_under(self._tree.root):
+            slot.set_state(SlotState.FAILED, f"the supervision tree failed: {reason}")
+        self._root_stopped.set()
+        if not self._root_done.done():
+            self._root_done.set_result(reason)
+
+    def shutdown(self, timeout: float | None = 30.0) -> None:
+        """Stop in order: the tree (children in reverse order, each given its
+        shutdown_timeout to finish its current message), then the fallbacks, then the timers.
+        Messages still queued are answered with FAILURE. Idempotent."""
+        if self.state in ("stopping", "stopped"):
+            return
+        failed = self.state == "failed"
+        self.state = "stopping"
+        root = self._tree.root
+        if not failed and root.actor is not None:
+            root.post(Shutdown("shutdown"))
+            self._root_stopped.wait(timeout)
+        for slot in self._tree.agents_under(root):
+            slot.set_state(SlotState.STOPPED, "system shut down")
+        guardian = self._tree.guardian
+        if guardian.actor is not None:
+            guardian.post(Shutdown("shutdown"))
+            self._guardian_stopped.wait(timeout)
+        for slot in list(self._tree.slots.values()):
+            slot.set_state(SlotState.STOPPED, "system shut down")
+        self._runtime.scheduler.stop()
+        for server in self._servers:
+            server.close()
+        self._join_threads(timeout if timeout is not None else 30.0)
+        self._runtime.close_services()  # no worker process outlives its system
+        self.state = "stopped"
+        emit(
+            "tree_stopped",
+            supervisor=root.path,
+            path=root.path,
+            child=None,
+            agent_id=None,
+            reason="shutdown",
+        )
+
+    def _join_threads(self, timeout: float) -> None:
+        deadline = self.clock.now() + timeout if self.clock.real else None
+        for slot in list(self._tree.slots.values()):
+            for host in slot.live_hosts():
+                if host.abandoned or host.thread is None:
+                    continue
+                remaining = None if deadline is None else max(0.0, deadline - self.clock.now())
+                host.thread.join(remaining if remaining is not None else 5.0)
+
+    def __enter__(self) -> System:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.shutdown()
+
+    # -- dynamic children --------------------------------------------------------------------
+
+    def start_child(
+        self, supervisor: str, spec: ChildSpec | Supervisor, *, timeout: float = 30.0
+    ) -> str:
+        """Add a child to a running supervisor (at the end of its children) and wait until it
+        has started. Returns its path. Raises only HivekeeperErrors (and TypeError for a
+        spec of the wrong type, ValueError for a bad timeout): UnknownPathError (no such
+        supervisor), DuplicateChildError (the id is taken), ChildStartError (its __init__ /
+        on_start failed or overran start_timeout: it is discarded, never restarted, and its
+        supervisor is untouched; or a concurrent stop_child removed it first),
+        SupervisorUnavailableError (the supervisor is not running or did not answer in time),
+        SystemNotRunningError.
+
+        Safe from an agent's handler (it blocks only that handler's thread; the supervisor
+        never waits on it). From a sibling's on_start too: a new child's first start waits
+        for no sibling."""
+        timeout = _seconds("timeout", timeout)
+        node = self._running_supervisor(supervisor)
+        if not isinstance(spec, (ChildSpec, Supervisor)):
+            msg = f"start_child takes a ChildSpec or Supervisor, got {type(spec).__name__}"
+            raise TypeError(msg)
+        self._tree.check_new_child(node, spec)
+        future: Future[str] = Future()
+        self._deliver(node, StartChild(spec, future))
+        path: str = self._outcome(future, timeout, f"start {spec.id} under {supervisor}")
+        return path
+
+    def stop_child(self, path: str, *, timeout: float = 30.0) -> None:
+        """Stop a child (it finishes its current message) and remove it: its path is unknown
+        afterwards and messages still queued for it are answered. Raises only HivekeeperErrors
+        (and ValueError for a bad timeout): UnknownPathError (no such path, or a concurrent
+        stop_child removed it first), NotAChildError (the root or a fallback),
+        SupervisorUnavailableError, SystemNotRunningError."""
+        timeout = _seconds("timeout", timeout)
+        self._require_running()
+        child = self._tree.node(path)
+        parent = child.parent
+        if parent is None or parent is self._tree.guardian:
+            raise NotAChildError(path)
+        future: Future[None] = Future()
+        self._deliver(parent, StopChild(child, future))
+        self._outcome(future, timeout, f"stop {path}")
+
+    def _deliver(self, node: SupervisorNode, message: StartChild | StopChild) -> None:
+        """Hand a request to a supervisor's live incarnation, or fail at once."""
+        if self._tree.supervisors.get(node.path) is not node:  # removed meanwhile
+            raise UnknownPathError(node.path, detail=f"{node.path} was removed")
+        actor = node.actor
+        state = node.state
+        if actor is not None and state in ("starting", "running"):
+            try:
+                actor.actor_ref.tell(message)
+            except pykka.ActorDeadError:
+                state = "stopped"
+            else:
+                return
+        msg = f"supervisor {node.path} is {state}; it cannot take {type(message).__name__}"
+        raise SupervisorUnavailableError(msg)
+
+    @staticmethod
+    def _outcome(future: Future[Any], timeout: float, what: str) -> Any:
+        try:
+            return future.result(timeout)
+        except TimeoutError as exc:
+            msg = f"could not {what} within {timeout}s"
+            raise SupervisorUnavailableError(msg) from exc
+
+    def _running_supervisor(self, path: str) -> SupervisorNode:
+        self._require_running()
+        return self._tree.supervisor(path)
+
+    # -- inspecting --------------------------------------------------------------------------
+
+    def serve_http(
+        self,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        token: str | None = None,
+        *,
+        allowed_hosts: Iterable[str] | None = None,
+        limits: HttpLimits | None = None,
+    ) -> HealthServer:
+        """Serve /health, /tree, /metrics and the live tree page at / from a background thread.
+        Binds to 127.0.0.1 by default; any other address requires a bearer token. Answers only
+        requests whose Host header is in `allowed_hosts` (default: loopback names and the
+        bound address), within `limits` (an HttpLimits: connections, request time, backlog,
+        URL length). Closed by shutdown() (or call .close())."""
+        from ..inspect._http import serve_http  # noqa: PLC0415 - the HTTP server loads only when asked for
+
+        server = serve_http(
+            self, host=host, port=port, token=token, allowed_hosts=allowed_hosts, limits=limits
+        )
+        self._servers.append(server)
+        return server
+
+    def health(self) -> TreeHealth:
+        return snapshot(self._tree, self.state)
+
+    def dead_letters(self, path: str | None = None, reason: str | None = None) -> list[DeadLetter]:
+        return self._runtime.dead_letters.letters(path, reason)
+
+    def paths(self) -> list[str]:
+        return list(self._tree.slots)
+
+
+def _seconds(name: str, value: object) -> float:
+    """A caller-given duration: a finite, positive number of seconds a wait accepts."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        msg = f"{name} must be a number of seconds, got {type(value).__name__}"
+        raise TypeError(msg)
+    if not (math.isfinite(value) and 0 < value <= _MAX_TIMEOUT):
+        msg = (
+            f"{name} must be a positive, finite number of seconds up to {_MAX_TIMEOUT:.0f}, "
+            f"got {value!r}"
+        )
+        raise ValueError(msg)
+    return float(value)
+
+
+def _make_tracing(tracing: bool | Any) -> Tracing | None:
+    if tracing is False or tracing is None:
+        return None
+    return Tracing(None if tracing is True else tracing)
+
+
+def start(
+    tree: Supervisor,
+    *,
+    clock: Clock | None = None,
+    default_timeout: float = 30.0,
+    start_timeout: float = 60.0,
+    seed: int | None = None,
+    tracing: bool | Any = False,
+) -> System:
+    """Start a tree: fallbacks first, then the root's children in declaration order, each
+    started (on_start done) before the next. Returns the running System; raises
+    TreeStartError if the root exhausts its restart budget while starting.
+
+    clock: a FakeClock for tests. default_timeout: ask deadline when none is given.
+    seed: seeds the jitter of backoffs. tracing: True (global OpenTelemetry tracer provider)
+    or a TracerProvider: a span per message handled (needs the otel extra).
+    default_timeout and start_timeout must be positive, finite numbers of seconds (else
+    ValueError, or TypeError for a non-number), checked before anything starts."""
+    start_timeout = _seconds("start_timeout", start_timeout)
+    system = System(tree, clock=clock, default_timeout=default_timeout, seed=seed, tracing=tracing)
+    try:
+        system._boot(start_timeout)
+    except BaseException:  # Ctrl-C while starting: what started is stopped, in order
+        system.shutdown(timeout=10.0)
+        raise
+    return system
