@@ -15,7 +15,12 @@ __all__ = [
 
 
 class HivekeeperError(Exception):
-    """Base of every exception hivekeeper raises to callers."""
+    """Base of every exception hivekeeper raises to callers. Each one pickles with its
+    message and attributes (an agent in a worker process gets the parent's errors as they
+    are), whatever its constructor takes."""
+
+    def __reduce__(self) -> tuple[object, ...]:
+        return (_rebuild, (type(self), str(self), dict(self.__dict__)))
 
 
 class UnknownPathError(HivekeeperError, LookupError):
@@ -77,3 +82,10 @@ class ChildStartError(HivekeeperError, RuntimeError):
         self.child = path.rsplit("/", 1)[-1]
         self.cause = cause
         super().__init__(f"could not start {path}: {cause}")
+
+
+def _rebuild(cls: type[HivekeeperError], message: str, state: dict[str, object]) -> HivekeeperError:
+    error = cls.__new__(cls)
+    Exception.__init__(error, message)
+    error.__dict__.update(state)
+    return error

@@ -31,6 +31,7 @@ from supervisor import (
     ChildSpec,
     ChildStartError,
     FailureReason,
+    FakeClock,
     HivekeeperError,
     Supervisor,
     TreeStartError,
@@ -128,6 +129,18 @@ class Busy(Agent):
             released = _wait_for_file(message["release"], 20.0)
             return "released" if released else "gave up waiting"
         return message
+
+
+class BusyIdent(Busy):
+    """Busy, but anything other than the waiting message is answered with who it is."""
+
+    def __init__(self) -> None:
+        self.uid = uuid.uuid4().hex
+
+    def handle(self, message: Any) -> Any:
+        if isinstance(message, dict):
+            return super().handle(message)
+        return {"pid": os.getpid(), "uid": self.uid, "echo": message}
 
 
 class Attempts(Agent):
@@ -347,6 +360,89 @@ class TreeGrower(Agent):
             return {"unexpected": f"{type(exc).__name__}: {exc}"}
 
 
+class TimeLeft(Agent):
+    """{"entered": p, "release": q}: reports self.context.time_left before touching p and
+    after q appears."""
+
+    def handle(self, message: Any) -> Any:
+        first = self.context.time_left
+        Path(message["entered"]).touch()
+        _wait_for_file(message["release"], 20.0)
+        return first, self.context.time_left
+
+
+class AsyncBlockingAsk(Agent):
+    """An async handler that (wrongly) makes a blocking self.context.ask."""
+
+    async def handle(self, message: Any) -> Any:
+        try:
+            self.context.ask(message, "who", timeout=5.0)
+        except RuntimeError as exc:
+            return {"refused": str(exc)}
+        return {"refused": None}
+
+
+class SpawnsOnStart(Agent):
+    """on_start starts a helper under root/conversations through its context and asks it;
+    handle reports what on_start got."""
+
+    def __init__(self, helper: ChildSpec) -> None:
+        self.helper = helper
+        self.seen: Any = None
+
+    def on_start(self) -> None:
+        path = self.context.start_child("root/conversations", self.helper, timeout=10.0)
+        self.seen = (path, self.context.ask(path, "from on_start", timeout=5.0).data["echo"])
+
+    def handle(self, message: Any) -> Any:
+        return self.seen
+
+
+class Recorder(Agent):
+    """Appends every message it gets to the file `log`."""
+
+    def __init__(self, log: str) -> None:
+        self.log = log
+
+    def handle(self, message: Any) -> Any:
+        _append_line(self.log, str(message))
+        return "recorded"
+
+
+class SaysGoodbye(Agent):
+    """on_stop tells root/recorder goodbye through its context."""
+
+    def on_stop(self) -> None:
+        self.context.tell("root/recorder", f"goodbye from {self.context.path}")
+
+    def handle(self, message: Any) -> Any:
+        return message
+
+
+class RunsATool(Agent):
+    """Runs a tool as a subprocess (`sleep 30`, a hung tool), after writing its pid to the
+    file named by the message."""
+
+    def handle(self, message: Any) -> Any:
+        tool = subprocess.Popen(["sleep", "30"])
+        Path(message).write_text(str(tool.pid), encoding="utf-8")
+        tool.wait()
+        return "tool done"
+
+
+class UsesAProcessPool(Agent):
+    """A CPU-heavy tool run in a process pool of the agent's own: answers the pool worker's
+    pid and its own."""
+
+    def handle(self, message: Any) -> Any:
+        import concurrent.futures
+        import multiprocessing
+
+        context = multiprocessing.get_context("spawn")
+        with concurrent.futures.ProcessPoolExecutor(1, mp_context=context) as pool:
+            return {"pool": pool.submit(os.getpid).result(timeout=20.0), "pid": os.getpid()}
+
+
 def make_desk() -> Agent:
     """An LLMAgent (the tests' ticket desk) whose scripted model is made where the agent
     lives: it calls the lookup_order tool once, then answers."""
@@ -398,7 +494,7 @@ def spec(host: str) -> Spec:
     """spec(id, factory, **kw): a ChildSpec hosted the way this run is parametrised."""
 
     def make(id: str, factory: Callable[..., Any], **kw: Any) -> ChildSpec:
-        if "isolation" in ChildSpec.model_fields:
+        if PROCESS_AVAILABLE:
             return ChildSpec(id, factory, isolation=host, **kw)
         return ChildSpec(id, factory, **kw)  # before isolation exists, every agent is a thread
 
@@ -419,8 +515,8 @@ def _hang_release(host: str, release: Path) -> str | None:
     return None if host == "process" else str(release)
 
 
-def _descendants() -> dict[int, str]:
-    """This process's descendants (pid -> "state cmdline"), from /proc."""
+def _descendants() -> dict[int, tuple[int, str]]:
+    """This process's descendants: pid -> (parent pid, "state cmdline"), from /proc."""
     parents: dict[int, int] = {}
     states: dict[int, str] = {}
     for entry in os.listdir("/proc"):
@@ -433,7 +529,7 @@ def _descendants() -> dict[int, str]:
             continue
         parents[int(entry)] = int(fields[1])
         states[int(entry)] = fields[0]
-    found: dict[int, str] = {}
+    found: dict[int, tuple[int, str]] = {}
     frontier = [os.getpid()]
     while frontier:
         parent = frontier.pop()
@@ -444,12 +540,13 @@ def _descendants() -> dict[int, str]:
                         cmdline = f.read().replace(b"\0", b" ").decode(errors="replace")
                 except OSError:
                     cmdline = "?"
-                found[pid] = f"{states[pid]} {cmdline.strip()}"
+                found[pid] = (ppid, f"{states[pid]} {cmdline.strip()}")
                 frontier.append(pid)
     return found
 
 
-# multiprocessing's own helpers live for the whole session by design
+# multiprocessing's own helpers, started by this process, live for the whole session by design
+# (the processes the fork server forks, our workers, carry its command line too: they count)
 _PROCESS_WIDE = ("resource_tracker", "forkserver")
 
 
@@ -457,12 +554,14 @@ _PROCESS_WIDE = ("resource_tracker", "forkserver")
 def no_process_leaks() -> Iterator[None]:
     """Like the conftest's thread check: a test leaves no process (nor zombie) behind."""
     before = set(_descendants())
+    me = os.getpid()
 
     def leftover() -> dict[int, str]:
         return {
             pid: what
-            for pid, what in _descendants().items()
-            if pid not in before and not any(name in what for name in _PROCESS_WIDE)
+            for pid, (ppid, what) in _descendants().items()
+            if pid not in before
+            and not (ppid == me and any(name in what for name in _PROCESS_WIDE))
         }
 
     yield
@@ -493,6 +592,16 @@ def who(system: Any, path: str) -> dict[str, Any]:
     assert answer.status is ExecutionStatus.SUCCESS, answer.error
     assert isinstance(answer.data, dict)
     return answer.data
+
+
+# tests of what only a worker process does (at the end of this file)
+process_only = pytest.mark.skipif(
+    not PROCESS_AVAILABLE, reason="isolation=process not available yet"
+)
+
+
+def _process_spec(id: str, factory: Callable[..., Any], **kw: Any) -> ChildSpec:
+    return ChildSpec(id, factory, isolation="process", **kw)
 
 
 # --------------------------------------------------------------------------- strategies
@@ -526,6 +635,32 @@ def test_a_strategy_restarts_exactly_its_siblings(host, spec, strategy, restarte
         assert health.actors[f"root/{k}"].restarts == (1 if k in restarted else 0)
         if k not in restarted:  # an untouched sibling: the same instance, in the same place
             assert after[k]["pid"] == before[k]["pid"]
+
+
+def test_a_sibling_being_restarted_finishes_its_message_and_its_queue_goes_on(
+    spec, tmp_path, release
+):
+    entered = tmp_path / "entered"
+    tree = Supervisor(
+        "root", strategy=OneForAll(), children=[spec("crashy", Ident), spec("busy", BusyIdent)]
+    )
+    with capture_events() as events, start(tree) as system:
+        before = who(system, "root/busy")
+        first = system.ask_future(
+            "root/busy", {"entered": str(entered), "release": str(release)}, timeout=30.0
+        )
+        wait_until(entered.exists)
+        queued = system.ask_future("root/busy", "queued", timeout=30.0)
+        crashed = system.ask_future("root/crashy", "boom", timeout=30.0)
+        events.wait_for("child_exited", path="root/crashy")
+        release.touch()
+        assert first.result().data == "released"  # finished by the instance that had it
+        assert crashed.result().status is ExecutionStatus.FAILURE
+        later = queued.result()
+        assert later.status is ExecutionStatus.SUCCESS, later.error
+        assert later.data["echo"] == "queued"
+        assert later.data["uid"] != before["uid"]  # handled by the replacement
+        events.wait_for("child_started", path="root/busy", count=2)
 
 
 # --------------------------------------------------------------------------- restarts
@@ -948,8 +1083,7 @@ def test_an_async_handler_past_its_deadline_is_answered_timeout_and_replaced(hos
         after = who(system, "root/a")
         assert_hosted(host, after)
         assert system.health().actors["root/a"].restarts == 1
-        if host == "process":
-            assert after["uid"] != before["uid"]
+        assert after["uid"] != before["uid"]  # a hang counts as a restart: a fresh instance
 
 
 # --------------------------------------------------------------------------- more behaviour
@@ -978,6 +1112,8 @@ def test_health_shows_how_each_agent_is_hosted(host, spec):
     with start(Supervisor("root", children=[spec("a", Ident)])) as system:
         answer = who(system, "root/a")
         health = system.health().actors["root/a"]
+        if not PROCESS_AVAILABLE:  # health learns isolation and pid with the feature
+            return
         assert health.isolation == host
         if host == "process":
             assert health.pid == answer["pid"]
@@ -1103,131 +1239,6 @@ def test_a_child_busy_at_shutdown_is_given_up_and_its_callers_answered(host, spe
         wait_until(lambda: _gone(before["pid"]), timeout=10.0)
 
 
-# --------------------------------------------------------------------------- process only
-# What only a worker process can do: be killed from outside, run out of memory, and refuse
-# what cannot be pickled.
-
-process_only = pytest.mark.skipif(
-    not PROCESS_AVAILABLE, reason="isolation=process not available yet"
-)
-
-
-def _process_spec(id: str, factory: Callable[..., Any], **kw: Any) -> ChildSpec:
-    return ChildSpec(id, factory, isolation="process", **kw)
-
-
-@process_only
-def test_a_worker_killed_from_outside_while_idle_is_a_crash_and_is_restarted():
-    tree = Supervisor("root", children=[_process_spec("a", Ident)])
-    with capture_events() as events, start(tree) as system:
-        first = who(system, "root/a")
-        os.kill(first["pid"], signal.SIGKILL)
-        events.wait_for("child_started", path="root/a", count=2)
-        after = who(system, "root/a")
-        assert after["pid"] != first["pid"]
-        assert after["uid"] != first["uid"]
-        health = system.health().actors["root/a"]
-        assert health.restarts == 1
-        assert health.kills.get("died") == 1
-        assert "died" in (health.last_error or "")
-
-
-@process_only
-def test_a_worker_killed_from_outside_mid_message_answers_that_message(tmp_path, release):
-    entered = tmp_path / "entered"
-    tree = Supervisor("root", children=[_process_spec("w", Busy), _process_spec("pid", Ident)])
-    with capture_events() as events, start(tree) as system:
-        busy = system.ask_future(
-            "root/w", {"entered": str(entered), "release": str(release)}, timeout=20.0
-        )
-        wait_until(entered.exists)
-        pid = system.health().actors["root/w"].pid
-        assert pid is not None
-        os.kill(pid, signal.SIGKILL)
-        answer = busy.result()
-        assert answer.status is ExecutionStatus.FAILURE
-        assert answer.reason is FailureReason.CRASH
-        assert f"worker process {pid}" in (answer.error or "")
-        assert "SIGKILL" in (answer.error or "")
-        events.wait_for("child_started", path="root/w", count=2)
-        assert system.ask("root/w", "after", timeout=10.0).data == "after"
-        assert system.health().actors["root/w"].restarts == 1
-
-
-@process_only
-def test_what_cannot_be_pickled_is_refused_and_the_worker_carries_on():
-    tree = Supervisor("root", children=[_process_spec("h", Hoarder)])
-    with start(tree) as system:
-        first = who(system, "root/h")
-        refused = system.ask("root/h", threading.Lock(), timeout=10.0)
-        assert refused.status is ExecutionStatus.INVALID_INPUT
-        assert "cannot cross" in (refused.error or "")
-        bad = system.ask("root/h", "lock", timeout=10.0)
-        assert bad.status is ExecutionStatus.INVALID_OUTPUT
-        assert "cannot cross" in (bad.error or "")
-        after = who(system, "root/h")
-        assert after["uid"] == first["uid"]  # the same instance in the same worker
-        assert after["pid"] == first["pid"]
-        assert system.health().actors["root/h"].restarts == 0
-        with pytest.raises(ChildStartError, match="cannot cross"):
-            system.start_child(
-                "root", _process_spec("c", Counter, kwargs={"start": threading.Lock()})
-            )
-        assert "root/c" not in system.paths()
-
-
-@process_only
-def test_a_worker_over_its_memory_limit_fails_the_message_and_is_replaced():
-    tree = Supervisor("root", children=[_process_spec("h", Hoarder, memory_limit_mb=256)])
-    with capture_events() as events, start(tree) as system:
-        first = who(system, "root/h")
-        answer = system.ask("root/h", "hoard", timeout=20.0)
-        assert answer.status is ExecutionStatus.FAILURE
-        assert answer.reason is FailureReason.MEMORY
-        events.wait_for("child_started", path="root/h", count=2)
-        after = who(system, "root/h")
-        assert after["uid"] != first["uid"]
-        assert after["pid"] != first["pid"]  # a worker that ran out is not reused
-        wait_until(lambda: _gone(first["pid"]), timeout=10.0)
-
-
-_ORPHAN_SCRIPT = """
-import os, sys
-sys.path.insert(0, sys.argv[1])
-from supervisor import ChildSpec, Supervisor, start
-from tests.test_behaviour_by_host import Ident
-system = start(Supervisor("root", children=[ChildSpec("a", Ident, isolation="process")]))
-print("WORKER", system.ask("root/a", "who", timeout=20.0).data["pid"], flush=True)
-os._exit(0)  # the parent dies without stopping anything
-"""
-
-
-def _dead(pid: int) -> bool:
-    """Gone, or a zombie nobody reaps (a container's pid 1 may not)."""
-    try:
-        with open(f"/proc/{pid}/stat", encoding="utf-8") as f:
-            return f.read().rsplit(")", 1)[1].split()[0] == "Z"
-    except FileNotFoundError:
-        return True
-
-
-@process_only
-def test_a_worker_never_outlives_its_parent(tmp_path):
-    done = subprocess.run(
-        [sys.executable, "-c", _ORPHAN_SCRIPT, str(Path(__file__).resolve().parents[1])],
-        capture_output=True,
-        text=True,
-        timeout=40,
-        check=False,
-        cwd=tmp_path,
-    )
-    assert done.returncode == 0, done.stderr
-    [pid] = [
-        int(line.split()[1]) for line in done.stdout.splitlines() if line.startswith("WORKER ")
-    ]
-    wait_until(lambda: _dead(pid), timeout=10.0, interval=0.02)
-
-
 # --------------------------------------------------------------------------- edges
 
 
@@ -1349,7 +1360,8 @@ class InMain(Agent):
     def handle(self, message):
         return [message, os.getpid()]
 
-with start(Supervisor("root", children=[ChildSpec("m", InMain, isolation=sys.argv[1])])) as system:
+hosted = {} if sys.argv[1] == "thread" else {"isolation": sys.argv[1]}
+with start(Supervisor("root", children=[ChildSpec("m", InMain, **hosted)])) as system:
     data = system.ask("root/m", "hi", timeout=20.0).data
     print("ANSWER", data[0], data[1] != os.getpid(), flush=True)
 """
@@ -1371,6 +1383,14 @@ def test_an_agent_declared_in_a_script_without_a_main_guard(isolation, tmp_path)
     lines = done.stdout.splitlines()
     assert len([line for line in lines if line.startswith("SCRIPT RAN")]) == 1, lines
     assert f"ANSWER hi {isolation == 'process'}" in lines, lines
+
+
+def test_an_agent_may_start_processes_of_its_own(host, spec):
+    with start(Supervisor("root", children=[spec("p", UsesAProcessPool)])) as system:
+        answer = system.ask("root/p", "crunch", timeout=30.0)
+        assert answer.status is ExecutionStatus.SUCCESS, answer.error
+        assert_hosted(host, answer.data)
+        assert answer.data["pool"] not in (answer.data["pid"], os.getpid())
 
 
 # --------------------------------------------------------------------------- LLM agents
@@ -1407,45 +1427,299 @@ def test_an_llm_agents_events_and_state_reach_the_parent(spec):
     assert health.agent_state == "completed"
 
 
-def test_an_agent_grows_the_tree_and_catches_the_typed_errors(host, spec):
-    tree = Supervisor(
+def _grower_tree(spec: Spec) -> Supervisor:
+    return Supervisor(
         "root",
         children=[
             Supervisor("conversations", strategy=OneForOne(max_restarts=10)),
             spec("grower", TreeGrower),
         ],
     )
-    with start(tree) as system:
 
-        def grow(message: Any) -> dict[str, Any]:
-            answer = system.ask("root/grower", message, timeout=20.0)
-            assert answer.status is ExecutionStatus.SUCCESS, answer.error
-            assert "unexpected" not in answer.data, answer.data
-            return dict(answer.data)
 
+def _grow(system: Any, message: Any) -> dict[str, Any]:
+    answer = system.ask("root/grower", message, timeout=20.0)
+    assert answer.status is ExecutionStatus.SUCCESS, answer.error
+    assert "unexpected" not in answer.data, answer.data
+    return dict(answer.data)
+
+
+def test_an_agent_starts_and_stops_children_through_its_context(host, spec):
+    with start(_grower_tree(spec)) as system:
         path = "root/conversations/conv-1"
-        assert grow(("start", spec("conv-1", Ident))) == {"ok": path}
+        assert _grow(system, ("start", spec("conv-1", Ident))) == {"ok": path}
         assert_hosted(host, who(system, path))
-        assert grow(("ask", path)) == {"ok": "success"}
+        assert _grow(system, ("ask", path)) == {"ok": "success"}
+        assert _grow(system, ("stop", path)) == {"ok": None}
+        assert path not in system.paths()
 
-        assert grow(("start", spec("conv-1", Ident))) == {
+
+def test_an_agent_catches_duplicate_child_error(spec):
+    with start(_grower_tree(spec)) as system:
+        _grow(system, ("start", spec("conv-1", Ident)))
+        assert _grow(system, ("start", spec("conv-1", Ident))) == {
             "error": "DuplicateChildError",
             "text": "root/conversations already has a child 'conv-1'",
             "child": "conv-1",
         }
-        broken = grow(("start", spec("broken", BrokenStart)))
+
+
+def test_an_agent_catches_child_start_error(spec):
+    with start(_grower_tree(spec)) as system:
+        broken = _grow(system, ("start", spec("broken", BrokenStart)))
         assert broken["error"] == "ChildStartError"
         assert broken["path"] == "root/conversations/broken"
         assert broken["child"] == "broken"
         assert "cannot open the database" in broken["cause"]
         assert broken["text"] == f"could not start root/conversations/broken: {broken['cause']}"
 
-        unknown = grow(("ask", "root/conversations/nobody"))
+
+def test_an_agent_catches_unknown_path_error(spec):
+    with start(_grower_tree(spec)) as system:
+        unknown = _grow(system, ("ask", "root/conversations/nobody"))
         assert unknown["error"] == "UnknownPathError"
         assert unknown["path"] == "root/conversations/nobody"
         assert unknown["text"].startswith("no actor at path 'root/conversations/nobody'")
-
-        assert grow(("stop", path)) == {"ok": None}
-        gone = grow(("stop", path))
+        gone = _grow(system, ("stop", "root/conversations/nobody"))
         assert gone["error"] == "UnknownPathError"
-        assert gone["path"] == path
+        assert gone["path"] == "root/conversations/nobody"
+
+
+# --------------------------------------------------------------------------- context and clock
+
+
+def test_time_left_follows_the_systems_clock(spec, tmp_path, release):
+    """Every timed decision reads the system's clock (README, Testing your trees): with a
+    FakeClock, time_left moves when the test moves the clock, and only then."""
+    clock, entered = FakeClock(), tmp_path / "entered"
+    tree = Supervisor("root", children=[spec("t", TimeLeft, message_timeout=10.0)])
+    with start(tree, clock=clock) as system:
+        pending = system.ask_future(
+            "root/t", {"entered": str(entered), "release": str(release)}, timeout=100.0
+        )
+        wait_until(entered.exists)
+        clock.advance(4.0)
+        release.touch()
+        answer = pending.result()
+        assert answer.status is ExecutionStatus.SUCCESS, answer.error
+        before, after = answer.data
+        assert before == pytest.approx(10.0, abs=0.5)
+        assert after == pytest.approx(before - 4.0, abs=0.5)
+
+
+def test_a_blocking_ask_in_an_async_handler_fails_at_once(spec):
+    """README: in an async handler a blocking ask would stall the agent's own loop, so it
+    fails at once with a clear error (use ask_async)."""
+    tree = Supervisor("root", children=[spec("a", AsyncBlockingAsk), spec("b", Ident)])
+    with start(tree) as system:
+        answer = system.ask("root/a", "root/b", timeout=10.0)
+        assert answer.status is ExecutionStatus.SUCCESS, answer.error
+        assert answer.data["refused"] is not None
+        assert "ask_async" in answer.data["refused"]
+
+
+_LATE_MODULE = """
+import os
+from actors import Agent
+
+class Late(Agent):
+    def handle(self, message):
+        return {"pid": os.getpid(), "echo": message}
+"""
+
+
+def test_an_agent_from_a_module_importable_only_since_the_system_started(
+    host, spec, tmp_path, monkeypatch
+):
+    import importlib
+
+    with start(Supervisor("root", children=[spec("first", Ident)])) as system:
+        assert who(system, "root/first")["echo"] == "who"
+        name = f"late_agents_{uuid.uuid4().hex[:8]}"
+        (tmp_path / f"{name}.py").write_text(_LATE_MODULE, encoding="utf-8")
+        monkeypatch.syspath_prepend(str(tmp_path))  # e.g. a plugin directory, added at runtime
+        module = importlib.import_module(name)
+        monkeypatch.delitem(sys.modules, name)  # undone at teardown: the import is forgotten
+        monkeypatch.setitem(sys.modules, name, module)
+        path = system.start_child("root", spec("late", module.Late))
+        assert_hosted(host, who(system, path))
+
+
+def test_an_agent_grows_the_tree_from_its_on_start(host, spec):
+    tree = Supervisor(
+        "root",
+        children=[
+            Supervisor("conversations", strategy=OneForOne(max_restarts=10)),
+            spec("spawner", SpawnsOnStart, args=(spec("helper", Ident),)),
+        ],
+    )
+    with start(tree) as system:
+        answer = system.ask("root/spawner", "what did on_start see?", timeout=10.0)
+        assert answer.status is ExecutionStatus.SUCCESS, answer.error
+        assert answer.data == ("root/conversations/helper", "from on_start")
+        assert_hosted(host, who(system, "root/conversations/helper"))
+        assert system.health().actors["root/spawner"].restarts == 0
+
+
+@process_only
+def test_hung_workers_are_killed_so_max_abandoned_is_never_reached():
+    tree = Supervisor(
+        "root",
+        strategy=OneForOne(max_restarts=10, within_seconds=60.0),
+        children=[_process_spec("w", Hanger, message_timeout=0.3, max_abandoned=1)],
+    )
+    with start(tree) as system:
+        for _ in range(3):
+            hung = system.ask("root/w", "hang", timeout=20.0)
+            assert hung.reason is FailureReason.DEADLINE
+            answer = system.ask("root/w", "who", timeout=10.0)
+            assert answer.status is ExecutionStatus.SUCCESS, answer.error
+        health = system.health().actors["root/w"]
+        assert health.restarts == 3
+        assert health.abandoned == 0
+        assert health.kills.get("deadline") == 3
+
+
+def test_an_agent_tells_another_from_its_on_stop(spec, tmp_path):
+    log = tmp_path / "recorded"
+    tree = Supervisor("root", children=[spec("recorder", Recorder, args=(str(log),))])
+    with start(tree) as system:
+        path = system.start_child("root", spec("leaver", SaysGoodbye))
+        assert system.ask(path, "hi", timeout=10.0).data == "hi"
+        system.stop_child(path)
+        wait_until(lambda: _read_lines(log) == ["goodbye from root/leaver"], timeout=5.0)
+
+
+# --------------------------------------------------------------------------- process only
+# What only a worker process can do: be killed from outside, run out of memory, refuse
+# what cannot be pickled, and take down what it started.
+
+
+@process_only
+def test_a_worker_killed_from_outside_while_idle_is_a_crash_and_is_restarted():
+    tree = Supervisor("root", children=[_process_spec("a", Ident)])
+    with capture_events() as events, start(tree) as system:
+        first = who(system, "root/a")
+        os.kill(first["pid"], signal.SIGKILL)
+        events.wait_for("child_started", path="root/a", count=2)
+        after = who(system, "root/a")
+        assert after["pid"] != first["pid"]
+        assert after["uid"] != first["uid"]
+        health = system.health().actors["root/a"]
+        assert health.restarts == 1
+        assert health.kills.get("died") == 1
+        assert "died" in (health.last_error or "")
+
+
+@process_only
+def test_a_worker_killed_from_outside_mid_message_answers_that_message(tmp_path, release):
+    entered = tmp_path / "entered"
+    tree = Supervisor("root", children=[_process_spec("w", Busy), _process_spec("pid", Ident)])
+    with capture_events() as events, start(tree) as system:
+        busy = system.ask_future(
+            "root/w", {"entered": str(entered), "release": str(release)}, timeout=20.0
+        )
+        wait_until(entered.exists)
+        pid = system.health().actors["root/w"].pid
+        assert pid is not None
+        os.kill(pid, signal.SIGKILL)
+        answer = busy.result()
+        assert answer.status is ExecutionStatus.FAILURE
+        assert answer.reason is FailureReason.CRASH
+        assert f"worker process {pid}" in (answer.error or "")
+        assert "SIGKILL" in (answer.error or "")
+        events.wait_for("child_started", path="root/w", count=2)
+        assert system.ask("root/w", "after", timeout=10.0).data == "after"
+        assert system.health().actors["root/w"].restarts == 1
+
+
+@process_only
+def test_what_cannot_be_pickled_is_refused_and_the_worker_carries_on():
+    tree = Supervisor("root", children=[_process_spec("h", Hoarder)])
+    with start(tree) as system:
+        first = who(system, "root/h")
+        refused = system.ask("root/h", threading.Lock(), timeout=10.0)
+        assert refused.status is ExecutionStatus.INVALID_INPUT
+        assert "cannot cross" in (refused.error or "")
+        bad = system.ask("root/h", "lock", timeout=10.0)
+        assert bad.status is ExecutionStatus.INVALID_OUTPUT
+        assert "cannot cross" in (bad.error or "")
+        after = who(system, "root/h")
+        assert after["uid"] == first["uid"]  # the same instance in the same worker
+        assert after["pid"] == first["pid"]
+        assert system.health().actors["root/h"].restarts == 0
+        with pytest.raises(ChildStartError, match="cannot cross"):
+            system.start_child(
+                "root", _process_spec("c", Counter, kwargs={"start": threading.Lock()})
+            )
+        assert "root/c" not in system.paths()
+
+
+@process_only
+def test_a_worker_over_its_memory_limit_fails_the_message_and_is_replaced():
+    tree = Supervisor("root", children=[_process_spec("h", Hoarder, memory_limit_mb=256)])
+    with capture_events() as events, start(tree) as system:
+        first = who(system, "root/h")
+        answer = system.ask("root/h", "hoard", timeout=20.0)
+        assert answer.status is ExecutionStatus.FAILURE
+        assert answer.reason is FailureReason.MEMORY
+        events.wait_for("child_started", path="root/h", count=2)
+        after = who(system, "root/h")
+        assert after["uid"] != first["uid"]
+        assert after["pid"] != first["pid"]  # a worker that ran out is not reused
+        wait_until(lambda: _gone(first["pid"]), timeout=10.0)
+
+
+_ORPHAN_SCRIPT = """
+import os, sys
+sys.path.insert(0, sys.argv[1])
+from supervisor import ChildSpec, Supervisor, start
+from tests.test_behaviour_by_host import Ident
+system = start(Supervisor("root", children=[ChildSpec("a", Ident, isolation="process")]))
+print("WORKER", system.ask("root/a", "who", timeout=20.0).data["pid"], flush=True)
+os._exit(0)  # the parent dies without stopping anything
+"""
+
+
+def _dead(pid: int) -> bool:
+    """Gone, or a zombie nobody reaps (a container's pid 1 may not)."""
+    try:
+        with open(f"/proc/{pid}/stat", encoding="utf-8") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] == "Z"
+    except FileNotFoundError:
+        return True
+
+
+@process_only
+def test_a_worker_never_outlives_its_parent(tmp_path):
+    done = subprocess.run(
+        [sys.executable, "-c", _ORPHAN_SCRIPT, str(Path(__file__).resolve().parents[1])],
+        capture_output=True,
+        text=True,
+        timeout=40,
+        check=False,
+        cwd=tmp_path,
+    )
+    assert done.returncode == 0, done.stderr
+    [pid] = [
+        int(line.split()[1]) for line in done.stdout.splitlines() if line.startswith("WORKER ")
+    ]
+    wait_until(lambda: _dead(pid), timeout=10.0, interval=0.02)
+
+
+@process_only
+def test_a_worker_killed_at_its_deadline_takes_its_own_subprocesses_with_it(tmp_path):
+    """The OS boundary holds for what the agent started too: a hung tool subprocess must not
+    outlive the worker that was killed for hanging on it."""
+    pid_file = tmp_path / "tool.pid"
+    tree = Supervisor("root", children=[_process_spec("t", RunsATool, message_timeout=0.5)])
+    tool_pid = None
+    try:
+        with start(tree) as system:
+            hung = system.ask("root/t", str(pid_file), timeout=20.0)
+            assert hung.reason is FailureReason.DEADLINE
+            tool_pid = int(pid_file.read_text(encoding="utf-8"))
+            wait_until(lambda: _dead(tool_pid), timeout=5.0, interval=0.02)
+    finally:
+        if tool_pid is not None and not _dead(tool_pid):
+            os.kill(tool_pid, signal.SIGKILL)

@@ -269,3 +269,26 @@ def test_no_worker_outlives_a_parent_stopped_by_sigterm() -> None:
         if parent.poll() is None:
             parent.kill()
             parent.wait(timeout=10)
+
+
+def test_llm_clients_cross_to_a_worker_and_an_llm_agent_answers_there() -> None:
+    """The README passes the model client in kwargs; it must survive the trip (its locks and
+    connections are made anew in the worker) and keep its key out of sight."""
+    import cloudpickle
+
+    from actors import ChaosLLM, OpenAICompatibleLLM, ScriptedLLM
+    from tests.llm_agents import ANSWER, Decision, ToolLog, desk_class
+
+    remote = OpenAICompatibleLLM(base_url="https://user:pw@example.invalid/v1", api_key="sk-x")
+    for client in (ScriptedLLM([ANSWER]), ChaosLLM(ScriptedLLM([ANSWER]), seed=1), remote):
+        copy = cloudpickle.loads(cloudpickle.dumps(client))
+        assert type(copy) is type(client)
+    assert "sk-x" not in repr(cloudpickle.loads(cloudpickle.dumps(remote)))
+
+    spec = ChildSpec(
+        "desk", desk_class(ToolLog()), kwargs={"llm": ScriptedLLM([ANSWER])}, isolation="process"
+    )
+    with start(Supervisor("root", children=[spec])) as system:
+        answer = system.ask("root/desk", {"id": 1, "text": "where is my order?"}, timeout=30.0)
+        assert answer.status is ExecutionStatus.SUCCESS, answer.error
+        assert answer.data == Decision(action="respond", reply="on its way")

@@ -146,6 +146,22 @@ class ChaosLLM:
         self._hanging = 0
         self._async_hangs: set[_AsyncWaiter] = set()
 
+    # crosses to a worker process (isolation="process") pickled: what coordinates threads
+    # and loops here is made anew there (hung calls belong to this process only)
+    def __getstate__(self) -> dict[str, Any]:
+        state = dict(self.__dict__)
+        for name in ("_lock", "_released", "_hang_changed", "_async_hangs"):
+            state.pop(name, None)
+        state["_hanging"] = 0
+        return state
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__dict__.update(state)
+        self._lock = threading.Lock()
+        self._released = threading.Event()
+        self._hang_changed = threading.Condition(self._lock)
+        self._async_hangs = set()
+
     def __repr__(self) -> str:
         active = {k: r for k, r in self.rates.items() if r}
         return f"ChaosLLM({self.inner!r}, rates={active}, seed={self.seed})"

@@ -131,6 +131,21 @@ class OpenAICompatibleLLM:
         self._aclient: httpx.AsyncClient | None = None
         self._aclient_loop: asyncio.AbstractEventLoop | None = None
 
+    # a client given in a ChildSpec's kwargs crosses to a worker process (isolation="process")
+    # pickled: its connections and lock are made anew there, on first use
+    def __getstate__(self) -> dict[str, Any]:
+        state = dict(self.__dict__)
+        for name in ("_lock", "_client", "_aclient", "_aclient_loop"):
+            state.pop(name, None)
+        return state
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__dict__.update(state)
+        self._lock = threading.Lock()
+        self._client = None
+        self._aclient = None
+        self._aclient_loop = None
+
     def __repr__(self) -> str:
         key = "set" if self._api_key else "unset"
         return f"OpenAICompatibleLLM(url={self._where!r}, model={self.model!r}, api_key={key})"

@@ -80,6 +80,17 @@ class ScriptedLLM:
         self.calls: list[tuple[tuple[LLMMessage, ...], tuple[ToolSchema, ...]]] = []
         self._lock = threading.Lock()
 
+    # a client given in a ChildSpec's kwargs crosses to a worker process (isolation="process")
+    # pickled: the lock is made anew there
+    def __getstate__(self) -> dict[str, Any]:
+        state = dict(self.__dict__)
+        state.pop("_lock", None)
+        return state
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__dict__.update(state)
+        self._lock = threading.Lock()
+
     def __repr__(self) -> str:
         source = "function" if self._function is not None else f"{len(self._replies)} replies"
         return f"ScriptedLLM({source}, calls={len(self.calls)})"

@@ -223,13 +223,7 @@ class AgentSlot:
                     if env.stage < 0:
                         env.attempts += 1
                     env.started_at = now
-                    host.current = env
-                    arm_at = None
-                    if timeout is not None:
-                        host.current_deadline = now + timeout
-                        if host.armed_at is None:
-                            host.armed_at = arm_at = host.current_deadline
-                    return env, arm_at
+                    return env, host.begin_locked(env, now, timeout)
             if expired is not None:
                 self.expired(expired)
             for late in limited:
@@ -319,6 +313,18 @@ class AgentSlot:
         if wake:
             host.wake()
         return True
+
+    def lose_locked(self, host: ThreadHost) -> None:
+        """`host` hung or crashed (the caller holds the lock): it takes no more messages, and
+        they wait for its replacement."""
+        if self.host is host:
+            self.host = None
+            self.state = SlotState.RESTARTING
+
+    def release_locked(self, host: ThreadHost) -> None:
+        """`host` ends by itself (its agent stopped itself; the caller holds the lock)."""
+        if self.host is host:
+            self.host = None
 
     def detach(self, host: ThreadHost, state: SlotState | None = None) -> bool:
         """Stop routing to `host` (it finishes its current message); True if it was attached."""

@@ -30,7 +30,6 @@ from strategies import ExitKind
 from .._events import emit
 from ..delivery._breaker import DeadlineExceeded
 from ..delivery._messages import Exited, Reconcile, Started, Stopped
-from ..delivery._slot import SlotState
 from ._async import HostLoop
 from ._outcome import RemoteCrash, answer, breaker_failure, describe
 from ._runner import AgentRunner, make_runner
@@ -120,6 +119,18 @@ class ThreadHost(pykka.ThreadingActor):
         self.request_stop()
         return in_flight
 
+    def begin_locked(self, env: Envelope, now: float, timeout: float | None) -> float | None:
+        """env is this host's message now (its slot's lock is held): its handler deadline, and
+        when the watchdog must be armed (None: armed already for an earlier deadline)."""
+        self.current = env
+        if timeout is None:
+            return None
+        self.current_deadline = now + timeout
+        if self.armed_at is not None:
+            return None
+        self.armed_at = self.current_deadline
+        return self.armed_at
+
     def heartbeat(self) -> None:
         """The running handler shows progress: its handler deadline moves to now +
         message_timeout (the watchdog re-arms itself for the new deadline when the old one
@@ -180,9 +191,7 @@ class ThreadHost(pykka.ThreadingActor):
             else:
                 rearm = False
                 self.hung = True
-                if slot.host is self:
-                    slot.host = None
-                    slot.state = SlotState.RESTARTING
+                slot.lose_locked(self)
                 tripped = breaker_failure(slot, env, DeadlineExceeded("message deadline"))
                 pending = self.running_async
         if rearm:
@@ -318,9 +327,7 @@ class ThreadHost(pykka.ThreadingActor):
                 tripped = False
             else:
                 self.crashed = True
-                if slot.host is self:
-                    slot.host = None
-                    slot.state = SlotState.RESTARTING
+                slot.lose_locked(self)
                 tripped = env is not None and breaker_failure(slot, env, exc)
         if late:  # the thread ends once the supervisor's stop message arrives
             return
@@ -379,8 +386,7 @@ class ThreadHost(pykka.ThreadingActor):
         slot = self.slot
         with slot.lock:
             self.crashed = True  # no on_stop report: the Exited report says it all
-            if slot.host is self:
-                slot.host = None
+            slot.release_locked(self)
         self._run_on_stop()
         self._report(Exited(slot, self.gen, ExitKind.NORMAL, None, "agent stopped itself"))
         self.stop()

@@ -16,6 +16,7 @@ was running is answered FAILURE, the agent is restarted on a warm spare worker.
 from __future__ import annotations
 
 import pickle
+import sys
 import threading
 from typing import TYPE_CHECKING, Any
 
@@ -23,6 +24,7 @@ import cloudpickle
 
 from actors import ExecutionResult, ExecutionStatus, FailureReason
 
+from .._events import emit
 from ._context import HostContext
 from ._outcome import RemoteCrash, describe
 from ._worker_pool import WorkerPool, WorkerProcess
@@ -32,6 +34,8 @@ if TYPE_CHECKING:
     from ._host import ThreadHost
 
 __all__ = ["ProcessRunner"]
+
+_OPS = frozenset({"ask", "tell", "start_child", "stop_child", "time_left"})
 
 
 class ProcessRunner:
@@ -47,6 +51,7 @@ class ProcessRunner:
         self._lock = threading.Lock()
         self.killed_for: str | None = None
         self._crash_reason: FailureReason | None = None
+        self._agent_state: str | None = None
 
     @property
     def pid(self) -> int | None:
@@ -67,15 +72,16 @@ class ProcessRunner:
         except Exception as exc:
             msg = f"the factory or its arguments cannot cross to a worker process: {describe(exc)}"
             raise TypeError(msg) from exc
-        worker = slot.runtime.service("workers", lambda: WorkerPool(slot.runtime.name)).take()
+        pool = slot.runtime.service("workers", lambda: WorkerPool(slot.runtime.name))
+        worker = pool.take(getattr(spec.factory, "__module__", None))
         with self._lock:
             self.worker = worker
             killed = self.killed_for
         worker.on_exit = self._exited
         if killed is not None or not worker.alive():
             worker.kill()
-        self._send(("start", blob, slot.path, slot.id, spec.memory_limit_mb))
-        reply = self._receive()
+        self._send(("start", blob, slot.path, slot.id, spec.memory_limit_mb, list(sys.path)))
+        reply = self._until("started", "start_failed")
         if reply[0] != "started":
             raise RemoteCrash(reply[1], FailureReason.MEMORY if reply[2] == "memory" else None)
 
@@ -96,32 +102,52 @@ class ProcessRunner:
                 reason=FailureReason.INVALID_INPUT,
             )
         self._send_bytes(blob)
+        reply = self._until("result", "bad_result", "crash")
+        kind = reply[0]
+        if kind == "result":
+            if reply[2]:
+                host.stop_requested = True
+            return reply[1]
+        if kind == "bad_result":
+            return ExecutionResult(
+                status=ExecutionStatus.INVALID_OUTPUT,
+                error=reply[1],
+                reason=FailureReason.INVALID_OUTPUT,
+            )
+        reason = FailureReason.MEMORY if reply[2] == "memory" else None
+        self._crash_reason = reason
+        raise RemoteCrash(reply[1], reason)
+
+    def _until(self, *kinds: str) -> tuple[Any, ...]:
+        """The worker's next reply of one of `kinds`; meanwhile, what the agent asks of the
+        tree is served and its events are emitted here."""
         while True:
             reply = self._receive()
             kind = reply[0]
-            if kind == "result":
-                if reply[2]:
-                    host.stop_requested = True
-                return reply[1]
-            if kind == "bad_result":
-                return ExecutionResult(
-                    status=ExecutionStatus.INVALID_OUTPUT,
-                    error=reply[1],
-                    reason=FailureReason.INVALID_OUTPUT,
-                )
-            if kind == "crash":
-                reason = FailureReason.MEMORY if reply[2] == "memory" else None
-                self._crash_reason = reason
-                raise RemoteCrash(reply[1], reason)
+            if kind in kinds:
+                return reply
             if kind == "beat":
-                host.heartbeat()
+                self._host.heartbeat()
             elif kind == "ctx":
                 self._serve(reply[1], reply[2], reply[3])
+            elif kind == "event":
+                self._relay_event(dict(reply[1]))
+
+    def _relay_event(self, fields: dict[str, Any]) -> None:
+        name = str(fields.pop("event", "agent_event"))
+        level = str(fields.pop("level", "info"))
+        if name == "agent_state_changed":
+            self._agent_state = fields.get("new")
+        emit(name, level=level, **fields)
 
     def _serve(self, op: str, args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
         """What the agent asked of the tree, done here (on the host's thread) and answered."""
         try:
-            value = getattr(self._context, op)(*args, **kwargs)
+            if op not in _OPS:
+                msg = f"unknown context operation {op!r}"
+                raise ValueError(msg)
+            member = getattr(self._context, op)
+            value = member(*args, **kwargs) if callable(member) else member
             answer: tuple[Any, ...] = ("reply", True, value)
             blob = cloudpickle.dumps(answer)
         except Exception as exc:  # noqa: BLE001 - raised in the agent, where it belongs
@@ -135,7 +161,7 @@ class ProcessRunner:
         if self.worker is None or self.killed_for is not None:
             return
         self._send(("stop",))
-        reply = self._receive()
+        reply = self._until("stopped")
         if reply[0] == "stopped" and reply[1]:
             raise RemoteCrash(reply[1], None)
 
@@ -165,7 +191,8 @@ class ProcessRunner:
             worker.kill()
 
     def agent_state(self) -> str | None:
-        return None  # it lives in the worker
+        """The LLMAgent's state as its last agent_state_changed event told it."""
+        return self._agent_state
 
     def _exited(self, worker: WorkerProcess) -> None:
         """The reaper saw the worker end (its thread). If nobody killed it, it died on its

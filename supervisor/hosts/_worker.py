@@ -3,7 +3,8 @@
 It runs one agent at a time for its parent's ProcessRunner, over one duplex pipe carrying
 cloudpickled tuples:
 
-    parent -> worker   ("start", factory_blob, path, agent_id, memory_limit_mb)
+    parent -> worker   ("import", module_names)           (a spare, warmed up ahead)
+                       ("start", factory_blob, path, agent_id, memory_limit_mb)
                        ("call", message, trace_id, message_id, fallback_reason, time_left,
                         message_timeout)
                        ("reply", ok, value)           the answer to a ("ctx", ...) request
@@ -24,6 +25,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import ctypes
+import importlib
 import os
 import pickle
 import resource
@@ -46,8 +48,12 @@ _PR_SET_PDEATHSIG = 1
 def worker_main(conn: Connection) -> None:
     """The worker's whole life: serve its parent until told to stop or the pipe closes."""
     _die_with_parent()
+    with contextlib.suppress(OSError):
+        os.setsid()  # its own process group: a kill takes the agent's own subprocesses too
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the parent's: it stops us in order
-    _Worker(conn).serve()
+    worker = _Worker(conn)
+    _forward_events(worker)
+    worker.serve()
     os._exit(0)  # no interpreter teardown: whatever the agent left running ends with us
 
 
@@ -55,6 +61,37 @@ def _die_with_parent() -> None:
     with contextlib.suppress(Exception):  # Linux only; elsewhere the closed pipe ends us
         libc = ctypes.CDLL(None, use_errno=True)
         libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
+
+
+def _forward_events(worker: _Worker) -> None:
+    """The agent's events (tool calls, state changes, its own logs through emit) are the
+    parent's to log and to hand to its sinks: sent there, never logged here."""
+    import logging  # noqa: PLC0415
+
+    import structlog  # noqa: PLC0415
+
+    from actors._events import add_sink  # noqa: PLC0415
+
+    def drop(*_: Any) -> Any:
+        raise structlog.DropEvent
+
+    structlog.configure(
+        wrapper_class=structlog.make_filtering_bound_logger(logging.CRITICAL), processors=[drop]
+    )
+
+    def forward(event: dict[str, Any]) -> None:
+        with contextlib.suppress(Exception), worker.lock:
+            worker.send("event", event)
+
+    add_sink(forward)
+
+
+def _in_event_loop() -> bool:
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return False
+    return True
 
 
 def _describe(exc: BaseException) -> str:
@@ -66,7 +103,7 @@ def _describe(exc: BaseException) -> str:
 class _Worker:
     def __init__(self, conn: Connection) -> None:
         self.conn = conn
-        self.lock = threading.Lock()  # one exchange on the pipe at a time
+        self.lock = threading.RLock()  # one exchange on the pipe at a time
         self.agent: Agent | None = None
         self.context: WorkerContext | None = None
         self.loop: asyncio.AbstractEventLoop | None = None
@@ -89,12 +126,27 @@ class _Worker:
                 self._start(*message[1:])
             elif kind == "call":
                 self._call(*message[1:])
+            elif kind == "import":  # a warm spare loads the agents' modules ahead of time
+                for name in message[1]:
+                    with contextlib.suppress(Exception):
+                        importlib.import_module(name)
             elif kind == "stop":
                 self._stop()
                 return
 
-    def _start(self, blob: bytes, path: str, agent_id: str, memory_limit_mb: int | None) -> None:
+    def _start(
+        self,
+        blob: bytes,
+        path: str,
+        agent_id: str,
+        memory_limit_mb: int | None,
+        sys_path: list[str],
+    ) -> None:
         try:
+            # the parent's import path now (a spare was started earlier), and no stale
+            # directory listings: a module created since then is importable here too
+            sys.path[:] = [*sys_path, *(p for p in sys.path if p not in sys_path)]
+            importlib.invalidate_caches()
             if memory_limit_mb is not None:
                 limit = memory_limit_mb * 1024 * 1024
                 resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
@@ -220,7 +272,11 @@ class WorkerContext:
 
     @property
     def time_left(self) -> float | None:
-        return None if self._deadline is None else max(0.0, self._deadline - time.monotonic())
+        """Asked of the parent, whose clock the deadlines follow (a test's FakeClock too)."""
+        if self._trace_id is None:
+            return None
+        left: float | None = self._relay("time_left")
+        return left
 
     def _relay(self, op: str, *args: Any, **kwargs: Any) -> Any:
         worker = self._worker
@@ -234,6 +290,12 @@ class WorkerContext:
     def ask(
         self, path: str, message: Any, *, timeout: float | None = None, trace_id: str | None = None
     ) -> ExecutionResult:
+        if _in_event_loop():
+            msg = (
+                "self.context.ask() blocks, and this handler runs on an event loop: use "
+                "`await self.context.ask_async(...)` in an async handler"
+            )
+            raise RuntimeError(msg)
         result: ExecutionResult = self._relay(
             "ask", path, message, timeout=timeout, trace_id=trace_id
         )

@@ -22,6 +22,8 @@ from multiprocessing.connection import Connection, wait
 from multiprocessing.context import ForkServerContext
 from typing import Any
 
+import cloudpickle
+
 from ._worker import worker_main
 
 __all__ = ["WorkerPool", "WorkerProcess"]
@@ -72,17 +74,27 @@ class WorkerProcess:
         self.conn = conn
         self.pid: int = process.pid
         self.on_exit: Callable[[WorkerProcess], None] | None = None
+        self._join_lock = threading.Lock()
 
     def alive(self) -> bool:
-        return bool(self.process.is_alive())
+        with self._join_lock:
+            return bool(self.process.is_alive())
 
     def kill(self) -> None:
-        with contextlib.suppress(ProcessLookupError, OSError):
-            os.kill(self.pid, signal.SIGKILL)
+        """SIGKILL its whole process group (it leads one: what the agent started goes too)."""
+        try:
+            os.killpg(self.pid, signal.SIGKILL)
+        except OSError:  # not (yet) its own group leader
+            with contextlib.suppress(ProcessLookupError, OSError):
+                os.kill(self.pid, signal.SIGKILL)
 
     def exit_description(self) -> str:
-        self.process.join(1.0)
-        code = self.process.exitcode
+        """How it ended. One thread at a time: the exit status is read from the fork server's
+        pipe once (a second, concurrent reader would see EOF, which multiprocessing reports as
+        exit code 255)."""
+        with self._join_lock:
+            self.process.join(1.0)
+            code = self.process.exitcode
         if code is None:
             return "still running"
         if code < 0:
@@ -105,10 +117,13 @@ class WorkerProcess:
         """Make sure it is gone (on the owner's thread): a last chance to exit, then SIGKILL."""
         with contextlib.suppress(OSError):
             self.conn.close()
-        self.process.join(2.0)
-        if self.process.exitcode is None:
+        with self._join_lock:
+            self.process.join(2.0)
+            ended = self.process.exitcode is not None
+        if not ended:
             self.kill()
-            self.process.join(5.0)
+            with self._join_lock:
+                self.process.join(5.0)
 
 
 class WorkerPool:
@@ -120,14 +135,18 @@ class WorkerPool:
         self._spares: deque[WorkerProcess] = deque()
         self._live: dict[int, WorkerProcess] = {}  # sentinel -> worker
         self._closed = False
+        self._modules: dict[str, None] = {}  # agents' modules a spare imports (ordered set)
         self._wake_r, self._wake_w = os.pipe()
         self._reaper = threading.Thread(target=self._reap, name="hivekeeper-reaper", daemon=True)
         self._reaper.start()
 
-    def take(self) -> WorkerProcess:
+    def take(self, module: str | None = None) -> WorkerProcess:
         """A started worker: a warm spare if there is one (and another one is started in the
-        background to take its place), else a new one now."""
+        background to take its place), else a new one now. `module`, the agent's module, is
+        imported by every spare from now on, so a restart does not pay for the import."""
         with self._lock:
+            if module is not None and module != "__main__":
+                self._modules.setdefault(module, None)
             if self._closed:
                 msg = "the system is stopping: no new worker processes"
                 raise RuntimeError(msg)
@@ -144,6 +163,10 @@ class WorkerPool:
                     if self._closed or len(self._spares) >= _SPARES:
                         return
                 spare = self._start()
+                with self._lock:
+                    modules = tuple(self._modules)
+                if modules:
+                    spare.conn.send_bytes(cloudpickle.dumps(("import", modules)))
                 with self._lock:
                     if self._closed:
                         spare.kill()

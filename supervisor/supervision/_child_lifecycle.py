@@ -17,6 +17,7 @@ from ..delivery._slot import AgentSlot, SlotState
 from ..hosts._host import ThreadHost
 from ._child_record import ChildRecord, settle
 from ._node import SupervisorNode
+from ._states import Mode, NodeState, Phase, Want
 
 if TYPE_CHECKING:
     from ..delivery._runtime import Runtime
@@ -42,7 +43,7 @@ class ChildLifecycle:
 
     def _start_child(self, rec: ChildRecord) -> None:
         rec.not_before = None
-        rec.phase = "starting"
+        rec.phase = Phase.STARTING
         node = rec.node
         if isinstance(node, AgentSlot):
             rec.gen = node.new_generation()
@@ -79,15 +80,15 @@ class ChildLifecycle:
     def _stop_child(self, rec: ChildRecord) -> None:
         purpose = (
             self.purpose
-            if self.mode == "terminating"
+            if self.mode == Mode.TERMINATING
             else (
                 "restart"
                 if rec.restart_pending
-                else ("remove" if rec.want == "remove" else "shutdown")
+                else ("remove" if rec.want == Want.REMOVE else "shutdown")
             )
         )
         rec.purpose = purpose
-        rec.phase = "stopping"
+        rec.phase = Phase.STOPPING
         node = rec.node
         self._event("child_stopping", rec, reason=purpose)
         if isinstance(node, AgentSlot):
@@ -101,7 +102,7 @@ class ChildLifecycle:
                 node.set_state(state)
             self._arm(rec, "shutdown_timeout", node.spec.shutdown_timeout)
         else:
-            node.state = "terminating"
+            node.state = NodeState.TERMINATING
             node.post(Shutdown(purpose))
             if node.spec.shutdown_timeout is not None:
                 self._arm(rec, "shutdown_timeout", node.spec.shutdown_timeout)

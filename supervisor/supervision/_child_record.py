@@ -10,6 +10,7 @@ from strategies import BackoffState
 
 from ..delivery._slot import AgentSlot, SlotState
 from ._node import SupervisorNode
+from ._states import NodeState, Phase, Want
 
 if TYPE_CHECKING:
     from .._scheduler import Timer
@@ -38,8 +39,8 @@ class ChildRecord:
 
     node: AgentSlot | SupervisorNode
     gen: int = 0
-    phase: str = "down"
-    want: str = "run"
+    phase: Phase = Phase.DOWN
+    want: Want = Want.RUN
     restart_pending: bool = False
     first_start: bool = False
     purpose: str = "restart"
@@ -55,7 +56,9 @@ class ChildRecord:
         """Down and kept down: too many of its hung handlers still run (see max_abandoned)."""
         node = self.node
         return (
-            self.phase == "down" and isinstance(node, AgentSlot) and node.held_because is not None
+            self.phase == Phase.DOWN
+            and isinstance(node, AgentSlot)
+            and node.held_because is not None
         )
 
     @property
@@ -89,4 +92,4 @@ def settle(node: AgentSlot | SupervisorNode, purpose: str, supervisor: str) -> N
         }.get(purpose)
         node.set_state(_AFTER_STOP.get(purpose, SlotState.RESTARTING), reason)
     elif purpose in ("shutdown", "remove"):
-        node.state = "stopped"
+        node.state = NodeState.STOPPED

@@ -20,6 +20,7 @@ from ..delivery._slot import AgentSlot, SlotState
 from ._child_lifecycle import ChildLifecycle
 from ._child_record import ChildRecord
 from ._node import SupervisorNode
+from ._states import Mode, NodeState, Phase, Want
 
 __all__ = ["DynamicChildren"]
 
@@ -28,7 +29,7 @@ class DynamicChildren(ChildLifecycle):
     """Mixed into SupervisorActor."""
 
     def _on_start_child(self, msg: StartChild) -> None:
-        if self.mode == "terminating":
+        if self.mode == Mode.TERMINATING:
             msg.future.set_exception(
                 SupervisorUnavailableError(f"{self.node.path} is shutting down")
             )
@@ -44,13 +45,13 @@ class DynamicChildren(ChildLifecycle):
 
     def _on_adopt(self, msg: Adopt) -> None:
         """Supervise nodes the tree index already created (fallbacks of a new child)."""
-        if self.mode != "terminating":
+        if self.mode != Mode.TERMINATING:
             self.children.extend(ChildRecord(n) for n in msg.nodes)
 
     def _on_stop_child(self, msg: StopChild) -> None:
         for rec in self.children:
             if rec.node is msg.child:
-                rec.want = "remove"
+                rec.want = Want.REMOVE
                 rec.removed_waiters.append(msg.future)
                 return
         # removed meanwhile (a concurrent stop_child, a temporary child that exited)
@@ -59,16 +60,16 @@ class DynamicChildren(ChildLifecycle):
 
     def _start_new_children(self) -> None:
         """First starts of children added by start_child: at once, whatever siblings do."""
-        if self.mode == "terminating":
+        if self.mode == Mode.TERMINATING:
             return
         for rec in self.children:
-            if rec.first_start and rec.phase == "down" and rec.want == "run":
+            if rec.first_start and rec.phase == Phase.DOWN and rec.want == Want.RUN:
                 self._start_child(rec)
 
     def _start_failed(self, rec: ChildRecord, msg: Exited) -> None:
         """A child added by start_child exited before it ever started: discard it."""
         error = msg.error or msg.kind.value
-        rec.phase = "down"
+        rec.phase = Phase.DOWN
         rec.purpose = "start_failed"
         self._cancel(rec)
         if msg.kind is ExitKind.HANG and rec.host is not None:
@@ -90,7 +91,7 @@ class DynamicChildren(ChildLifecycle):
         if self.purpose not in ("escalate", "restart"):
             return
         why = f"removed: {self.node.path} restarted (children added by start_child are not)"
-        for rec in [r for r in self.children if r.node.dynamic and r.phase == "down"]:
+        for rec in [r for r in self.children if r.node.dynamic and r.phase == Phase.DOWN]:
             rec.purpose = "supervisor_restarted"
             self._discard(rec, why, SupervisorUnavailableError(why))
 
@@ -98,7 +99,7 @@ class DynamicChildren(ChildLifecycle):
         """Remove a child that is down and never started; its queued messages get `why`."""
         node = rec.node
         if isinstance(node, SupervisorNode):
-            node.state = "stopped"
+            node.state = NodeState.STOPPED
             for slot in self.tree.agents_under(node):  # DOWN if it gave up: answer them now
                 slot.set_state(SlotState.REMOVED, why)
         elif isinstance(node, AgentSlot):

@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any
 import pykka
 
 from .._spec import Supervisor
+from ._states import NodeState
 
 if TYPE_CHECKING:
     from ..delivery._slot import AgentSlot
@@ -31,7 +32,7 @@ class SupervisorNode:
     children: list[AgentSlot | SupervisorNode] = field(default_factory=list)
     actor: SupervisorActor | None = None
     generation: int = 0
-    state: str = "starting"
+    state: NodeState = NodeState.STARTING
     restarts: int = 0
     escalations: int = 0
     budget_used: int = 0

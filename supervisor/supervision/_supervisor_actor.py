@@ -49,6 +49,7 @@ from ._child_record import ChildRecord
 from ._dynamic_children import DynamicChildren
 from ._exit_answers import answer_exit
 from ._node import SupervisorNode
+from ._states import Mode, NodeState, Phase, Want
 
 if TYPE_CHECKING:
     from ._tree import TreeIndex
@@ -68,7 +69,7 @@ class SupervisorActor(DynamicChildren, pykka.ThreadingActor):
         self.clock = tree.runtime.clock
         self.strategy = node.spec.strategy
         self.window = RestartWindow(self.strategy.within_seconds)
-        self.mode = "starting"  # starting | running | terminating | dead
+        self.mode = Mode.STARTING  # starting | running | terminating | dead
         self.purpose = "shutdown"
         self.reason: str | None = None
         self.children = [ChildRecord(c) for c in node.children]
@@ -78,7 +79,7 @@ class SupervisorActor(DynamicChildren, pykka.ThreadingActor):
     def launch(cls, node: SupervisorNode, gen: int, tree: TreeIndex) -> SupervisorActor:
         actor = cls(node, gen, tree)
         node.actor = actor
-        node.state = "starting"
+        node.state = NodeState.STARTING
         actor._start_actor_loop()
         actor.actor_ref.tell(Reconcile())
         return actor
@@ -92,7 +93,7 @@ class SupervisorActor(DynamicChildren, pykka.ThreadingActor):
         """Requests that reached this incarnation as it ended are answered, not dropped (pykka
         drops tells left in the inbox): start_child / stop_child fail at once."""
         inbox = self.actor_inbox
-        while self.mode == "dead" and not inbox.empty():
+        while self.mode == Mode.DEAD and not inbox.empty():
             self.on_receive(inbox.get().message)
 
     def on_receive(self, message: Any) -> Any:
@@ -115,20 +116,20 @@ class SupervisorActor(DynamicChildren, pykka.ThreadingActor):
             agent_id=self.node.id,
             reason=reason,
         )
-        if self.mode == "dead":
+        if self.mode == Mode.DEAD:
             return
         try:
             self._terminate("escalate", reason)
             self.purpose = "escalate"
             self._reconcile()
         except Exception:  # noqa: BLE001 - last resort: report and stop
-            self.mode = "dead"
-            self.node.state = "down"
+            self.mode = Mode.DEAD
+            self.node.state = NodeState.DOWN
             self.node.report(Exited(self.node, self.gen, ExitKind.ESCALATED, None, reason))
             self.stop()
 
     def _receive(self, message: Any) -> Any:
-        if self.mode == "dead":
+        if self.mode == Mode.DEAD:
             if isinstance(message, Exited):
                 self._answer_failed(message)
             elif isinstance(message, (StartChild, StopChild)) and not message.future.done():
@@ -162,9 +163,9 @@ class SupervisorActor(DynamicChildren, pykka.ThreadingActor):
 
     def _on_started(self, msg: Started) -> None:
         rec = self._find(msg.child, msg.gen)
-        if rec is None or rec.phase != "starting":
+        if rec is None or rec.phase != Phase.STARTING:
             return
-        rec.phase = "running"
+        rec.phase = Phase.RUNNING
         rec.first_start = False
         self._cancel(rec)
         self._event("child_started", rec, reason=None, generation=rec.gen)
@@ -175,14 +176,14 @@ class SupervisorActor(DynamicChildren, pykka.ThreadingActor):
 
     def _on_exited(self, msg: Exited) -> None:
         rec = self._find(msg.child, msg.gen)
-        if rec is None or rec.phase == "down":
+        if rec is None or rec.phase == Phase.DOWN:
             self._answer_failed(msg)
             return
         was = rec.phase
-        if rec.first_start and was == "starting" and self.mode != "terminating":
+        if rec.first_start and was is Phase.STARTING and self.mode != Mode.TERMINATING:
             self._start_failed(rec, msg)  # OTP: a child that fails to start is not kept
             return
-        rec.phase = "down"
+        rec.phase = Phase.DOWN
         rec.restart_pending = False  # it is down now: the plan below decides its restart
         self._cancel(rec)
         if msg.kind is ExitKind.HANG and rec.host is not None:
@@ -195,12 +196,12 @@ class SupervisorActor(DynamicChildren, pykka.ThreadingActor):
             reason=msg.error,
             exit=msg.kind.value,
         )
-        if was == "stopping" or self.mode == "terminating":
+        if was is Phase.STOPPING or self.mode == Mode.TERMINATING:
             self._after_stop(rec)
         else:
             self._plan(rec, msg.kind, msg.error)
         self._reconcile()  # apply the strategy first, then answer the caller
-        if self.mode == "terminating":
+        if self.mode == Mode.TERMINATING:
             # an escalation (or shutdown) is in progress: answer once it has been reported
             self._deferred.append(msg)
         else:
@@ -232,12 +233,12 @@ class SupervisorActor(DynamicChildren, pykka.ThreadingActor):
         by_id = {r.id: r for r in self.children}
         for cid in plan.stop:
             sib = by_id[cid]
-            if sib.phase in ("running", "starting") and sib.want != "remove":
+            if sib.phase in (Phase.RUNNING, Phase.STARTING) and sib.want != Want.REMOVE:
                 sib.restart_pending = True
         for cid in plan.remove:
-            by_id[cid].want = "remove"
+            by_id[cid].want = Want.REMOVE
         # a child being removed (stop_child) stays removed, whatever its siblings do
-        restarting = [cid for cid in plan.restart if by_id[cid].want != "remove"]
+        restarting = [cid for cid in plan.restart if by_id[cid].want != Want.REMOVE]
         delay = 0.0
         if plan.restart and self.strategy.backoff is not None:
             delay, rec.backoff = next_backoff(
@@ -245,7 +246,7 @@ class SupervisorActor(DynamicChildren, pykka.ThreadingActor):
             )
         for cid in restarting:
             target = by_id[cid]
-            target.want = "run"
+            target.want = Want.RUN
             target.not_before = now + delay if delay > 0 else None
             if isinstance(target.node, AgentSlot):
                 target.node.stats.restarts += 1
@@ -263,24 +264,24 @@ class SupervisorActor(DynamicChildren, pykka.ThreadingActor):
                 group=restarting,
             )
             self._set_down(rec, "backoff" if delay > 0 else "restart")
-        elif rec.want == "remove":  # temporary, or a stop_child in progress: removed once down
+        elif rec.want == Want.REMOVE:  # temporary, or a stop_child in progress: removed once down
             self._set_down(rec, "remove")
         else:
-            rec.want = "stop"
+            rec.want = Want.STOP
             self._set_down(rec, "shutdown")
 
     def _on_stopped(self, msg: Stopped) -> None:
         rec = self._find(msg.child, msg.gen)
-        if rec is None or rec.phase == "down":
+        if rec is None or rec.phase == Phase.DOWN:
             return
-        rec.phase = "down"
+        rec.phase = Phase.DOWN
         self._cancel(rec)
         self._event("child_stopped", rec, reason=rec.purpose)
         self._after_stop(rec)
 
     def _after_stop(self, rec: ChildRecord) -> None:
         """A child is down after a stop we asked for (or it crashed while stopping)."""
-        if self.mode == "terminating":
+        if self.mode == Mode.TERMINATING:
             purpose = self.purpose
         elif rec.restart_pending:
             rec.restart_pending = False
@@ -293,11 +294,11 @@ class SupervisorActor(DynamicChildren, pykka.ThreadingActor):
         rec = self._find(msg.child, msg.gen)
         if rec is None:
             return
-        if msg.what == "start_timeout" and rec.phase == "starting":
+        if msg.what == "start_timeout" and rec.phase == Phase.STARTING:
             limit = rec.node.spec.start_timeout if isinstance(rec.node, AgentSlot) else None
             error = f"start exceeded start_timeout={limit}s"
             self._on_exited(Exited(rec.node, rec.gen, ExitKind.HANG, None, error))
-        elif msg.what == "shutdown_timeout" and rec.phase == "stopping":
+        elif msg.what == "shutdown_timeout" and rec.phase == Phase.STOPPING:
             if rec.host is not None:
                 current = rec.host.abandon()  # the message it was still running, if any
                 if current is not None:
@@ -309,56 +310,56 @@ class SupervisorActor(DynamicChildren, pykka.ThreadingActor):
                         FailureReason.DEADLINE,
                     )
             self._event("child_abandoned", rec, level="warning", reason="shutdown_timeout")
-            rec.phase = "down"
+            rec.phase = Phase.DOWN
             self._after_stop(rec)
 
     # -- carrying decisions out ---------------------------------------------------------------
 
     def _reconcile(self) -> None:
-        if self.mode == "dead":
+        if self.mode == Mode.DEAD:
             return
         self._start_new_children()
-        if any(r.phase == "stopping" for r in self.children):
+        if any(r.phase == Phase.STOPPING for r in self.children):
             return
         for rec in reversed(self.children):
-            if rec.phase in ("running", "starting") and (
-                rec.want != "run" or rec.restart_pending or self.mode == "terminating"
+            if rec.phase in (Phase.RUNNING, Phase.STARTING) and (
+                rec.want != Want.RUN or rec.restart_pending or self.mode == Mode.TERMINATING
             ):
                 self._stop_child(rec)
                 return
-        for rec in [r for r in self.children if r.want == "remove" and r.phase == "down"]:
+        for rec in [r for r in self.children if r.want == Want.REMOVE and r.phase == Phase.DOWN]:
             self._remove(rec)
-        if self.mode == "terminating":
+        if self.mode == Mode.TERMINATING:
             self._finish_termination()
             return
-        if any(r.phase == "starting" and not r.first_start for r in self.children):
+        if any(r.phase == Phase.STARTING and not r.first_start for r in self.children):
             return
         now = self.clock.now()
         for rec in self.children:
-            if rec.phase == "down" and rec.want == "run":
+            if rec.phase == Phase.DOWN and rec.want == Want.RUN:
                 if rec.not_before is not None and now < rec.not_before:
                     continue
                 if self._held_for_abandoned(rec):
                     continue  # retried when one of its abandoned threads ends
                 self._start_child(rec)
                 return
-        if self.mode == "starting" and all(
-            r.phase == "running" or r.held for r in self.children if r.want == "run"
+        if self.mode == Mode.STARTING and all(
+            r.phase == Phase.RUNNING or r.held for r in self.children if r.want == Want.RUN
         ):
-            self.mode = "running"
-            self.node.state = "running"
+            self.mode = Mode.RUNNING
+            self.node.state = NodeState.RUNNING
             self.node.report(Started(self.node, self.gen))
 
     def _terminate(self, purpose: str, reason: str | None) -> None:
-        if self.mode == "terminating":
+        if self.mode == Mode.TERMINATING:
             return
-        self.mode = "terminating"
+        self.mode = Mode.TERMINATING
         self.purpose = purpose
         self.reason = reason
-        self.node.state = "terminating"
+        self.node.state = NodeState.TERMINATING
 
     def _finish_termination(self) -> None:
-        self.mode = "dead"
+        self.mode = Mode.DEAD
         node = self.node
         self._discard_unstarted()
         self._drop_dynamic()
@@ -368,7 +369,7 @@ class SupervisorActor(DynamicChildren, pykka.ThreadingActor):
             )
             rec.resolve_removed()
         if self.purpose == "escalate":
-            node.state = "down"
+            node.state = NodeState.DOWN
             node.escalations += 1
             node.last_error = self.reason
             emit(
@@ -382,7 +383,7 @@ class SupervisorActor(DynamicChildren, pykka.ThreadingActor):
             )
             node.report(Exited(node, self.gen, ExitKind.ESCALATED, None, self.reason))
         else:
-            node.state = "failed" if self.purpose == "fail" else "stopped"
+            node.state = NodeState.FAILED if self.purpose == "fail" else NodeState.STOPPED
             node.report(Stopped(node, self.gen))
         if node.actor is self:
             node.actor = None

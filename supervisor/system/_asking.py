@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import threading
+from collections.abc import Callable
 from typing import Any
 
 import structlog
@@ -18,7 +19,6 @@ from actors._current import current_message
 
 from .._clock import Clock
 from .._exceptions import SystemNotRunningError
-from .._spec import Supervisor
 from ..delivery._envelope import Envelope, new_trace_id
 from ..delivery._reply import Reply
 from ..delivery._runtime import Runtime
@@ -64,13 +64,21 @@ def _timeout_error(env: Envelope, path: str, timeout: float, clock: Clock) -> st
 
 
 class Asking:
-    """The ask / tell half of System (which sets these attributes)."""
+    """Sends asks and tells into one running tree and waits for their answers: System's ask /
+    tell API delegates here, and agent contexts reach it through the runtime. `state` reads
+    the system's lifecycle state; `bind` gives it the runtime and tree once they exist (they
+    need its ask / tell to be built)."""
 
-    spec: Supervisor
-    clock: Clock
-    state: str
-    _runtime: Runtime
-    _tree: TreeIndex
+    def __init__(self, name: str, clock: Clock, state: Callable[[], str]) -> None:
+        self.name = name
+        self.clock = clock
+        self._state = state
+        self._runtime: Runtime
+        self._tree: TreeIndex
+
+    def bind(self, runtime: Runtime, tree: TreeIndex) -> None:
+        self._runtime = runtime
+        self._tree = tree
 
     # -- asking ----------------------------------------------------------------------------
 
@@ -162,13 +170,14 @@ class Asking:
             raise ValueError(msg)
         return float(timeout)
 
-    def _require_running(self) -> None:
-        if self.state in ("stopping", "stopped"):
-            msg = f"system {self.spec.id!r} is {self.state}"
+    def require_running(self) -> None:
+        state = self._state()
+        if state in ("stopping", "stopped"):
+            msg = f"system {self.name!r} is {state}"
             raise SystemNotRunningError(msg)
 
     def _slot(self, path: str) -> AgentSlot:
-        self._require_running()
+        self.require_running()
         return self._tree.slot(path)
 
     def _send(self, env: Envelope) -> None:
@@ -189,7 +198,7 @@ class Asking:
         """Validate and send an ask: the envelope in flight, or an answer given at once (an ask
         cycle). Raises only for caller mistakes."""
         _check_trace(trace_id)
-        slot = self._tree.slots.get(path) if self.state in _ACCEPTING else None
+        slot = self._tree.slots.get(path) if self._state() in _ACCEPTING else None
         if slot is None:
             slot = self._slot(path)  # raises the caller error
         if parent is None:

@@ -31,12 +31,15 @@ from ..delivery._runtime import Runtime
 from ..delivery._slot import SlotState
 from ..inspect._health import TreeHealth, snapshot
 from ..supervision._node import SupervisorNode
+from ..supervision._states import NodeState
 from ..supervision._supervisor_actor import SupervisorActor
 from ..supervision._tree import TreeIndex
-from ._asking import _MAX_TIMEOUT, Asking
+from ._asking import _MAX_TIMEOUT, Asking, PendingAsk
 
 if TYPE_CHECKING:
     from collections.abc import Iterable
+
+    from actors import ExecutionResult
 
     from ..inspect._http import HealthServer
     from ..inspect._http_guard import HttpLimits
@@ -44,7 +47,7 @@ if TYPE_CHECKING:
 __all__ = ["System", "start"]
 
 
-class System(Asking):
+class System:
     """A running tree. Use as a context manager, or call shutdown()."""
 
     def __init__(
@@ -64,14 +67,15 @@ class System(Asking):
         self.clock: Clock = clock or MonotonicClock()
         self.state = "starting"
         self.failure: str | None = None
+        self._asking = Asking(spec.id, self.clock, lambda: self.state)
         self._runtime = Runtime(
             clock=self.clock,
             scheduler=Scheduler(self.clock),
             dead_letters=DeadLetterOffice(),
             default_timeout=default_timeout,
-            ask=self._ask,
-            tell=self._tell,
-            ask_async=self._ask_async,
+            ask=self._asking._ask,
+            tell=self._asking._tell,
+            ask_async=self._asking._ask_async,
             start_child=self.start_child,
             stop_child=self.stop_child,
             rng=random.Random(seed),
@@ -79,6 +83,7 @@ class System(Asking):
             name=spec.id,
         )
         self._tree = TreeIndex(spec, self._runtime)
+        self._asking.bind(self._runtime, self._tree)
         self._root_done: Future[str] = Future()
         self._root_stopped = threading.Event()
         self._guardian_started = threading.Event()
@@ -117,7 +122,7 @@ class System(Asking):
 
     def _on_root_report(self, message: Any) -> None:
         if isinstance(message, Started):
-            self._tree.root.state = "running"
+            self._tree.root.state = NodeState.RUNNING
             if not self._root_done.done():
                 self._root_done.set_result("started")
         elif isinstance(message, Exited) and message.kind is ExitKind.ESCALATED:
@@ -136,7 +141,7 @@ class System(Asking):
         self.failure = reason
         if self.state != "stopping":
             self.state = "failed"
-        self._tree.root.state = "failed"
+        self._tree.root.state = NodeState.FAILED
         emit(
             "tree_failed",
             level="critical",
@@ -207,6 +212,37 @@ class System(Asking):
     ) -> None:
         self.shutdown()
 
+    # -- asking (see Asking) -------------------------------------------------------------------
+
+    def ask(
+        self, path: str, message: Any, *, timeout: float | None = None, trace_id: str | None = None
+    ) -> ExecutionResult:
+        """Send and wait for the answer, at most `timeout` seconds (default: the system's
+        default_timeout). Returns an ExecutionResult whatever the agent did; raises only for
+        caller mistakes (UnknownPathError, SystemNotRunningError, ValueError, TypeError)."""
+        return self._asking.ask(path, message, timeout=timeout, trace_id=trace_id)
+
+    def ask_future(
+        self, path: str, message: Any, *, timeout: float | None = None, trace_id: str | None = None
+    ) -> PendingAsk:
+        """Send now; wait later with .result(). Same semantics as ask()."""
+        return self._asking.ask_future(path, message, timeout=timeout, trace_id=trace_id)
+
+    async def ask_async(
+        self, path: str, message: Any, *, timeout: float | None = None, trace_id: str | None = None
+    ) -> ExecutionResult:
+        """ask() for code running in an event loop: never blocks the loop."""
+        return await self._asking.ask_async(path, message, timeout=timeout, trace_id=trace_id)
+
+    def tell(
+        self, path: str, message: Any, *, trace_id: str | None = None, ttl: float | None = None
+    ) -> None:
+        """Send without waiting. A tell that cannot be handled becomes a dead letter."""
+        self._asking.tell(path, message, trace_id=trace_id, ttl=ttl)
+
+    async def tell_async(self, path: str, message: Any, *, trace_id: str | None = None) -> None:
+        self._asking.tell(path, message, trace_id=trace_id)
+
     # -- dynamic children --------------------------------------------------------------------
 
     def start_child(
@@ -242,7 +278,7 @@ class System(Asking):
         stop_child removed it first), NotAChildError (the root or a fallback),
         SupervisorUnavailableError, SystemNotRunningError."""
         timeout = _seconds("timeout", timeout)
-        self._require_running()
+        self._asking.require_running()
         child = self._tree.node(path)
         parent = child.parent
         if parent is None or parent is self._tree.guardian:
@@ -257,11 +293,11 @@ class System(Asking):
             raise UnknownPathError(node.path, detail=f"{node.path} was removed")
         actor = node.actor
         state = node.state
-        if actor is not None and state in ("starting", "running"):
+        if actor is not None and state in (NodeState.STARTING, NodeState.RUNNING):
             try:
                 actor.actor_ref.tell(message)
             except pykka.ActorDeadError:
-                state = "stopped"
+                state = NodeState.STOPPED
             else:
                 return
         msg = f"supervisor {node.path} is {state}; it cannot take {type(message).__name__}"
@@ -276,7 +312,7 @@ class System(Asking):
             raise SupervisorUnavailableError(msg) from exc
 
     def _running_supervisor(self, path: str) -> SupervisorNode:
-        self._require_running()
+        self._asking.require_running()
         return self._tree.supervisor(path)
 
     # -- inspecting --------------------------------------------------------------------------
