@@ -26,6 +26,7 @@ import asyncio
 import contextlib
 import ctypes
 import importlib
+import multiprocessing
 import os
 import pickle
 import resource
@@ -51,6 +52,10 @@ def worker_main(conn: Connection) -> None:
     with contextlib.suppress(OSError):
         os.setsid()  # its own process group: a kill takes the agent's own subprocesses too
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the parent's: it stops us in order
+    # daemonic for the parent (ended at its exit); not for the agent, which may start
+    # processes of its own (multiprocessing refuses children to a daemonic process)
+    with contextlib.suppress(Exception):
+        multiprocessing.current_process()._config["daemon"] = False  # type: ignore[attr-defined]
     worker = _Worker(conn)
     _forward_events(worker)
     worker.serve()
