@@ -1,14 +1,15 @@
-"""ChildLifecycle: the effects a supervisor has on its children: start one (a thread host or
-a child supervisor actor), stop one (it finishes its current message; abandoned after its
-shutdown_timeout), remove one, and the timers and events that go with them. The decisions of
-when to do which are SupervisorActor's (its reconcile loop); these only carry them out."""
+"""ChildLifecycle: a supervisor incarnation's children and the effects it has on them: start
+one (a host or a child supervisor actor), stop one (it finishes its current message; abandoned
+after its shutdown_timeout), remove one, and the timers and events that go with them.
+
+It owns the list of child records. The decisions of when to do which are SupervisorActor's
+(its reconcile loop and the pure strategies.plan_exit); this part only carries them out, and
+knows nothing of the actor but how to post it a message and start a child supervisor."""
 
 from __future__ import annotations
 
-import contextlib
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
-
-import pykka
 
 from .._events import emit
 from .._exceptions import ChildStartError
@@ -17,31 +18,44 @@ from ..delivery._slot import AgentSlot, SlotState
 from ..hosts._host import ThreadHost
 from ._child_record import ChildRecord, settle
 from ._node import SupervisorNode
-from ._states import Mode, NodeState, Phase, Want
+from ._states import NodeState, Phase
 
 if TYPE_CHECKING:
-    from ..delivery._runtime import Runtime
     from ._tree import TreeIndex
 
 __all__ = ["ChildLifecycle"]
 
+SpawnSupervisor = Callable[[SupervisorNode, int], None]
+
 
 class ChildLifecycle:
-    """Mixed into SupervisorActor (a pykka actor: actor_ref is its own)."""
+    """The children of one supervisor incarnation (`node`), in declaration order."""
 
-    node: SupervisorNode
-    tree: TreeIndex
-    runtime: Runtime
-    children: list[ChildRecord]
-    mode: str
-    purpose: str
-    actor_ref: Any
+    def __init__(
+        self,
+        node: SupervisorNode,
+        tree: TreeIndex,
+        post: Callable[[Any], None],
+        spawn_supervisor: SpawnSupervisor,
+    ) -> None:
+        self.node = node
+        self.tree = tree
+        self._post = post
+        self._spawn_supervisor = spawn_supervisor
+        self._scheduler = tree.runtime.scheduler
+        self.children = [ChildRecord(c) for c in node.children]
 
-    def _spawn_supervisor(self, node: SupervisorNode, gen: int) -> None:
-        """Start a new incarnation of a child supervisor (SupervisorActor provides it)."""
-        raise NotImplementedError
+    def find(self, node: Any, gen: int) -> ChildRecord | None:
+        """The record of `node` if `gen` is the incarnation it is on (older reports are stale)."""
+        for rec in self.children:
+            if rec.node is node:
+                return rec if rec.gen == gen else None
+        return None
 
-    def _start_child(self, rec: ChildRecord) -> None:
+    def add(self, rec: ChildRecord) -> None:
+        self.children.append(rec)
+
+    def start(self, rec: ChildRecord) -> None:
         rec.not_before = None
         rec.phase = Phase.STARTING
         node = rec.node
@@ -56,9 +70,9 @@ class ChildLifecycle:
             self._spawn_supervisor(node, rec.gen)
             timeout = None
         if timeout is not None:
-            self._arm(rec, "start_timeout", timeout)
+            self.arm(rec, "start_timeout", timeout)
 
-    def _held_for_abandoned(self, rec: ChildRecord) -> bool:
+    def held_for_abandoned(self, rec: ChildRecord) -> bool:
         """Keep an agent down instead of restarting it while `max_abandoned` of its hung
         handlers still run: each spinning one takes CPU from every agent, and threads cannot
         be killed. Its fallback answers meanwhile; a host reports Reconcile when its abandoned
@@ -73,24 +87,17 @@ class ChildLifecycle:
             "killed, so run an agent that hangs like this with process isolation"
         )
         if node.hold_down(why):
-            self._event("agent_abandoned_limit", rec, level="error", reason=why,
-                        abandoned=running)  # fmt: skip
+            self.event("agent_abandoned_limit", rec, level="error", reason=why,
+                       abandoned=running)  # fmt: skip
         return True
 
-    def _stop_child(self, rec: ChildRecord) -> None:
-        purpose = (
-            self.purpose
-            if self.mode == Mode.TERMINATING
-            else (
-                "restart"
-                if rec.restart_pending
-                else ("remove" if rec.want == Want.REMOVE else "shutdown")
-            )
-        )
+    def stop(self, rec: ChildRecord, purpose: str) -> None:
+        """Ask a running or starting child to stop, for `purpose` (restart, remove, shutdown,
+        escalate, fail); it reports Stopped (or Exited) when it is down."""
         rec.purpose = purpose
         rec.phase = Phase.STOPPING
         node = rec.node
-        self._event("child_stopping", rec, reason=purpose)
+        self.event("child_stopping", rec, reason=purpose)
         if isinstance(node, AgentSlot):
             state = SlotState.DOWN if purpose == "escalate" else SlotState.STOPPING
             host = rec.host
@@ -100,48 +107,45 @@ class ChildLifecycle:
                 host.request_stop()
             else:
                 node.set_state(state)
-            self._arm(rec, "shutdown_timeout", node.spec.shutdown_timeout)
+            self.arm(rec, "shutdown_timeout", node.spec.shutdown_timeout)
         else:
             node.state = NodeState.TERMINATING
             node.post(Shutdown(purpose))
             if node.spec.shutdown_timeout is not None:
-                self._arm(rec, "shutdown_timeout", node.spec.shutdown_timeout)
+                self.arm(rec, "shutdown_timeout", node.spec.shutdown_timeout)
 
-    def _set_down(self, rec: ChildRecord, purpose: str) -> None:
+    def set_down(self, rec: ChildRecord, purpose: str) -> None:
         settle(rec.node, purpose, self.node.path)
 
-    def _remove(self, rec: ChildRecord, start_error: Exception | None = None) -> None:
+    def remove(self, rec: ChildRecord, start_error: Exception | None = None) -> None:
         """Forget a child that is down: out of this supervisor and the tree index, its queue
         answered. A start_child still waiting for it gets start_error (default: a stop_child
         removed it first)."""
         self.children.remove(rec)
-        self._set_down(rec, "remove")
+        self.set_down(rec, "remove")
         self.tree.remove_child(self.node, rec.node)
-        self._event("child_removed", rec, reason=rec.purpose)
+        self.event("child_removed", rec, reason=rec.purpose)
         rec.resolve_started(
             start_error or ChildStartError(rec.node.path, "removed by stop_child before it started")
         )
         rec.resolve_removed()
-        self._cancel(rec)
+        self.cancel(rec)
         rec.host = None
 
-    def _event(self, event: str, rec: ChildRecord, level: str = "info", **fields: Any) -> None:
+    def event(self, event: str, rec: ChildRecord, level: str = "info", **fields: Any) -> None:
         """A lifecycle event about one child, with the keys every supervisor report has."""
         node = rec.node
         emit(event, level=level, supervisor=self.node.path, child=node.id, path=node.path,
              agent_id=node.id, **fields)  # fmt: skip
 
-    def _arm(self, rec: ChildRecord, what: str, seconds: float) -> None:
+    def arm(self, rec: ChildRecord, what: str, seconds: float) -> None:
+        """A timer for this child's current incarnation; it reaches the actor as TimerFired."""
         gen = rec.gen
-        rec.timer = self.runtime.scheduler.call_later(
+        rec.timer = self._scheduler.call_later(
             seconds, lambda: self._post(TimerFired(what, rec.node, gen))
         )
 
-    def _cancel(self, rec: ChildRecord) -> None:
+    def cancel(self, rec: ChildRecord) -> None:
         if rec.timer is not None:
             rec.timer.cancel()
             rec.timer = None
-
-    def _post(self, message: Any) -> None:
-        with contextlib.suppress(pykka.ActorDeadError):
-            self.actor_ref.tell(message)

@@ -20,36 +20,41 @@ from ..delivery._slot import AgentSlot, SlotState
 from ._child_lifecycle import ChildLifecycle
 from ._child_record import ChildRecord
 from ._node import SupervisorNode
-from ._states import Mode, NodeState, Phase, Want
+from ._states import NodeState, Phase, Want
 
 __all__ = ["DynamicChildren"]
 
 
-class DynamicChildren(ChildLifecycle):
-    """Mixed into SupervisorActor."""
+class DynamicChildren:
+    """The start_child / stop_child part of one supervisor incarnation, acting on its
+    children through `lifecycle`. `terminating` is the actor's: whether it is shutting down
+    or escalating (then nothing new starts)."""
 
-    def _on_start_child(self, msg: StartChild) -> None:
-        if self.mode == Mode.TERMINATING:
-            msg.future.set_exception(
-                SupervisorUnavailableError(f"{self.node.path} is shutting down")
-            )
+    def __init__(self, lifecycle: ChildLifecycle) -> None:
+        self._life = lifecycle
+        self._path = lifecycle.node.path
+
+    def on_start_child(self, msg: StartChild, terminating: bool) -> None:
+        if terminating:
+            msg.future.set_exception(SupervisorUnavailableError(f"{self._path} is shutting down"))
             return
         try:
-            node = self.tree.add_child(self.node, msg.spec)
+            node = self._life.tree.add_child(self._life.node, msg.spec)
         except Exception as exc:  # noqa: BLE001 - reported to the caller, never crashes us
             msg.future.set_exception(exc)
             return
         rec = ChildRecord(node, first_start=True)
         rec.started_waiters.append(msg.future)
-        self.children.append(rec)
+        self._life.add(rec)
 
-    def _on_adopt(self, msg: Adopt) -> None:
+    def on_adopt(self, msg: Adopt, terminating: bool) -> None:
         """Supervise nodes the tree index already created (fallbacks of a new child)."""
-        if self.mode != Mode.TERMINATING:
-            self.children.extend(ChildRecord(n) for n in msg.nodes)
+        if not terminating:
+            for node in msg.nodes:
+                self._life.add(ChildRecord(node))
 
-    def _on_stop_child(self, msg: StopChild) -> None:
-        for rec in self.children:
+    def on_stop_child(self, msg: StopChild) -> None:
+        for rec in self._life.children:
             if rec.node is msg.child:
                 rec.want = Want.REMOVE
                 rec.removed_waiters.append(msg.future)
@@ -58,40 +63,41 @@ class DynamicChildren(ChildLifecycle):
         path = getattr(msg.child, "path", str(msg.child))
         msg.future.set_exception(UnknownPathError(path, detail=f"{path} was already removed"))
 
-    def _start_new_children(self) -> None:
+    def start_new(self, terminating: bool) -> None:
         """First starts of children added by start_child: at once, whatever siblings do."""
-        if self.mode == Mode.TERMINATING:
+        if terminating:
             return
-        for rec in self.children:
+        for rec in self._life.children:
             if rec.first_start and rec.phase == Phase.DOWN and rec.want == Want.RUN:
-                self._start_child(rec)
+                self._life.start(rec)
 
-    def _start_failed(self, rec: ChildRecord, msg: Exited) -> None:
+    def start_failed(self, rec: ChildRecord, msg: Exited) -> None:
         """A child added by start_child exited before it ever started: discard it."""
         error = msg.error or msg.kind.value
         rec.phase = Phase.DOWN
         rec.purpose = "start_failed"
-        self._cancel(rec)
+        self._life.cancel(rec)
         if msg.kind is ExitKind.HANG and rec.host is not None:
             rec.host.abandon()  # it hung in on_start: never attach it, whenever it returns
-        self._event("child_start_failed", rec, level="error", reason=error, exit=msg.kind.value)
+        self._life.event("child_start_failed", rec, level="error", reason=error,
+                         exit=msg.kind.value)  # fmt: skip
         self._discard(rec, f"agent failed to start: {error}", ChildStartError(rec.node.path, error))
 
-    def _discard_unstarted(self) -> None:
+    def discard_unstarted(self) -> None:
         """This incarnation is ending: children added by start_child that never started are
         not kept for the next one (their callers are told the supervisor stopped first)."""
-        for rec in [r for r in self.children if r.first_start]:
-            why = f"{self.node.path} stopped before {rec.id} started"
+        for rec in [r for r in self._life.children if r.first_start]:
+            why = f"{self._path} stopped before {rec.id} started"
             self._discard(rec, why, SupervisorUnavailableError(why))
 
-    def _drop_dynamic(self) -> None:
+    def drop_dynamic(self, purpose: str) -> None:
         """This incarnation ends to be started again (it gave up, or its parent restarts it):
         as in OTP, the next one starts from the declaration, so children added by start_child
         are removed now, instead of failing again in every new incarnation."""
-        if self.purpose not in ("escalate", "restart"):
+        if purpose not in ("escalate", "restart"):
             return
-        why = f"removed: {self.node.path} restarted (children added by start_child are not)"
-        for rec in [r for r in self.children if r.node.dynamic and r.phase == Phase.DOWN]:
+        why = f"removed: {self._path} restarted (children added by start_child are not)"
+        for rec in [r for r in self._life.children if r.node.dynamic and r.phase == Phase.DOWN]:
             rec.purpose = "supervisor_restarted"
             self._discard(rec, why, SupervisorUnavailableError(why))
 
@@ -100,8 +106,8 @@ class DynamicChildren(ChildLifecycle):
         node = rec.node
         if isinstance(node, SupervisorNode):
             node.state = NodeState.STOPPED
-            for slot in self.tree.agents_under(node):  # DOWN if it gave up: answer them now
+            for slot in self._life.tree.agents_under(node):  # DOWN if it gave up: answer now
                 slot.set_state(SlotState.REMOVED, why)
         elif isinstance(node, AgentSlot):
             node.set_state(SlotState.REMOVED, why)
-        self._remove(rec, error)
+        self._life.remove(rec, error)

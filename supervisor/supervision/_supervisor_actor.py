@@ -17,6 +17,7 @@ A new incarnation (its parent restarted it) starts with a fresh restart budget.
 
 from __future__ import annotations
 
+import contextlib
 from typing import TYPE_CHECKING, Any
 
 import pykka
@@ -45,6 +46,7 @@ from ..delivery._messages import (
 )
 from ..delivery._slot import AgentSlot, give_up
 from ..hosts._outcome import describe
+from ._child_lifecycle import ChildLifecycle
 from ._child_record import ChildRecord
 from ._dynamic_children import DynamicChildren
 from ._exit_answers import answer_exit
@@ -57,7 +59,7 @@ if TYPE_CHECKING:
 __all__ = ["SupervisorActor"]
 
 
-class SupervisorActor(DynamicChildren, pykka.ThreadingActor):
+class SupervisorActor(pykka.ThreadingActor):
     use_daemon_thread = True
 
     def __init__(self, node: SupervisorNode, gen: int, tree: TreeIndex) -> None:
@@ -72,8 +74,17 @@ class SupervisorActor(DynamicChildren, pykka.ThreadingActor):
         self.mode = Mode.STARTING  # starting | running | terminating | dead
         self.purpose = "shutdown"
         self.reason: str | None = None
-        self.children = [ChildRecord(c) for c in node.children]
+        self.life = ChildLifecycle(node, tree, self._post, self._spawn_supervisor)
+        self.dynamic = DynamicChildren(self.life)
         self._deferred: list[Exited] = []
+
+    @property
+    def children(self) -> list[ChildRecord]:
+        return self.life.children
+
+    @property
+    def terminating(self) -> bool:
+        return self.mode == Mode.TERMINATING
 
     @classmethod
     def launch(cls, node: SupervisorNode, gen: int, tree: TreeIndex) -> SupervisorActor:
@@ -86,6 +97,10 @@ class SupervisorActor(DynamicChildren, pykka.ThreadingActor):
 
     def _spawn_supervisor(self, node: SupervisorNode, gen: int) -> None:
         SupervisorActor.launch(node, gen, self.tree)
+
+    def _post(self, message: Any) -> None:
+        with contextlib.suppress(pykka.ActorDeadError):
+            self.actor_ref.tell(message)
 
     # -- messages ----------------------------------------------------------------------------
 
@@ -147,49 +162,43 @@ class SupervisorActor(DynamicChildren, pykka.ThreadingActor):
         elif isinstance(message, Shutdown):
             self._terminate(message.purpose, None)
         elif isinstance(message, StartChild):
-            self._on_start_child(message)
+            self.dynamic.on_start_child(message, self.terminating)
         elif isinstance(message, StopChild):
-            self._on_stop_child(message)
+            self.dynamic.on_stop_child(message)
         elif isinstance(message, Adopt):
-            self._on_adopt(message)
+            self.dynamic.on_adopt(message, self.terminating)
         self._reconcile()
         return None
 
-    def _find(self, node: Any, gen: int) -> ChildRecord | None:
-        for rec in self.children:
-            if rec.node is node:
-                return rec if rec.gen == gen else None
-        return None
-
     def _on_started(self, msg: Started) -> None:
-        rec = self._find(msg.child, msg.gen)
+        rec = self.life.find(msg.child, msg.gen)
         if rec is None or rec.phase != Phase.STARTING:
             return
         rec.phase = Phase.RUNNING
         rec.first_start = False
-        self._cancel(rec)
-        self._event("child_started", rec, reason=None, generation=rec.gen)
+        self.life.cancel(rec)
+        self.life.event("child_started", rec, reason=None, generation=rec.gen)
         for fut in rec.started_waiters:
             if not fut.done():
                 fut.set_result(rec.node.path)
         rec.started_waiters.clear()
 
     def _on_exited(self, msg: Exited) -> None:
-        rec = self._find(msg.child, msg.gen)
+        rec = self.life.find(msg.child, msg.gen)
         if rec is None or rec.phase == Phase.DOWN:
             self._answer_failed(msg)
             return
         was = rec.phase
         if rec.first_start and was is Phase.STARTING and self.mode != Mode.TERMINATING:
-            self._start_failed(rec, msg)  # OTP: a child that fails to start is not kept
+            self.dynamic.start_failed(rec, msg)  # OTP: a child that fails to start is not kept
             return
         rec.phase = Phase.DOWN
         rec.restart_pending = False  # it is down now: the plan below decides its restart
-        self._cancel(rec)
+        self.life.cancel(rec)
         if msg.kind is ExitKind.HANG and rec.host is not None:
             rec.host.abandon()
-            self._event("child_abandoned", rec, level="warning", reason=msg.error)
-        self._event(
+            self.life.event("child_abandoned", rec, level="warning", reason=msg.error)
+        self.life.event(
             "child_exited",
             rec,
             level="info" if msg.kind is ExitKind.NORMAL else "warning",
@@ -227,7 +236,7 @@ class SupervisorActor(DynamicChildren, pykka.ThreadingActor):
                 agent_id=self.node.id,
                 reason=reason,
             )
-            self._set_down(rec, "escalate")
+            self.life.set_down(rec, "escalate")
             self._terminate("escalate", reason)
             return
         by_id = {r.id: r for r in self.children}
@@ -255,7 +264,7 @@ class SupervisorActor(DynamicChildren, pykka.ThreadingActor):
         if delay > 0:  # armed before the event below: who sees the event may move the clock
             self.runtime.scheduler.call_later(delay, lambda: self._post(Reconcile()))
         if rec.id in restarting:
-            self._event(
+            self.life.event(
                 "child_restarting",
                 rec,
                 reason=error,
@@ -263,20 +272,20 @@ class SupervisorActor(DynamicChildren, pykka.ThreadingActor):
                 strategy=self.strategy.name,
                 group=restarting,
             )
-            self._set_down(rec, "backoff" if delay > 0 else "restart")
+            self.life.set_down(rec, "backoff" if delay > 0 else "restart")
         elif rec.want == Want.REMOVE:  # temporary, or a stop_child in progress: removed once down
-            self._set_down(rec, "remove")
+            self.life.set_down(rec, "remove")
         else:
             rec.want = Want.STOP
-            self._set_down(rec, "shutdown")
+            self.life.set_down(rec, "shutdown")
 
     def _on_stopped(self, msg: Stopped) -> None:
-        rec = self._find(msg.child, msg.gen)
+        rec = self.life.find(msg.child, msg.gen)
         if rec is None or rec.phase == Phase.DOWN:
             return
         rec.phase = Phase.DOWN
-        self._cancel(rec)
-        self._event("child_stopped", rec, reason=rec.purpose)
+        self.life.cancel(rec)
+        self.life.event("child_stopped", rec, reason=rec.purpose)
         self._after_stop(rec)
 
     def _after_stop(self, rec: ChildRecord) -> None:
@@ -288,10 +297,10 @@ class SupervisorActor(DynamicChildren, pykka.ThreadingActor):
             purpose = "backoff" if rec.not_before else "restart"
         else:
             purpose = rec.purpose
-        self._set_down(rec, purpose)
+        self.life.set_down(rec, purpose)
 
     def _on_timer(self, msg: TimerFired) -> None:
-        rec = self._find(msg.child, msg.gen)
+        rec = self.life.find(msg.child, msg.gen)
         if rec is None:
             return
         if msg.what == "start_timeout" and rec.phase == Phase.STARTING:
@@ -309,7 +318,7 @@ class SupervisorActor(DynamicChildren, pykka.ThreadingActor):
                         rec.node.path,
                         FailureReason.DEADLINE,
                     )
-            self._event("child_abandoned", rec, level="warning", reason="shutdown_timeout")
+            self.life.event("child_abandoned", rec, level="warning", reason="shutdown_timeout")
             rec.phase = Phase.DOWN
             self._after_stop(rec)
 
@@ -318,17 +327,17 @@ class SupervisorActor(DynamicChildren, pykka.ThreadingActor):
     def _reconcile(self) -> None:
         if self.mode == Mode.DEAD:
             return
-        self._start_new_children()
+        self.dynamic.start_new(self.terminating)
         if any(r.phase == Phase.STOPPING for r in self.children):
             return
         for rec in reversed(self.children):
             if rec.phase in (Phase.RUNNING, Phase.STARTING) and (
                 rec.want != Want.RUN or rec.restart_pending or self.mode == Mode.TERMINATING
             ):
-                self._stop_child(rec)
+                self.life.stop(rec, self._stop_purpose(rec))
                 return
         for rec in [r for r in self.children if r.want == Want.REMOVE and r.phase == Phase.DOWN]:
-            self._remove(rec)
+            self.life.remove(rec)
         if self.mode == Mode.TERMINATING:
             self._finish_termination()
             return
@@ -339,9 +348,9 @@ class SupervisorActor(DynamicChildren, pykka.ThreadingActor):
             if rec.phase == Phase.DOWN and rec.want == Want.RUN:
                 if rec.not_before is not None and now < rec.not_before:
                     continue
-                if self._held_for_abandoned(rec):
+                if self.life.held_for_abandoned(rec):
                     continue  # retried when one of its abandoned threads ends
-                self._start_child(rec)
+                self.life.start(rec)
                 return
         if self.mode == Mode.STARTING and all(
             r.phase == Phase.RUNNING or r.held for r in self.children if r.want == Want.RUN
@@ -361,8 +370,8 @@ class SupervisorActor(DynamicChildren, pykka.ThreadingActor):
     def _finish_termination(self) -> None:
         self.mode = Mode.DEAD
         node = self.node
-        self._discard_unstarted()
-        self._drop_dynamic()
+        self.dynamic.discard_unstarted()
+        self.dynamic.drop_dynamic(self.purpose)
         for rec in self.children:
             rec.resolve_started(
                 SupervisorUnavailableError(f"{node.path} stopped before {rec.id} started")
@@ -393,6 +402,13 @@ class SupervisorActor(DynamicChildren, pykka.ThreadingActor):
         self.stop()
 
     # -- helpers ---------------------------------------------------------------------------
+
+    def _stop_purpose(self, rec: ChildRecord) -> str:
+        if self.mode == Mode.TERMINATING:
+            return self.purpose
+        if rec.restart_pending:
+            return "restart"
+        return "remove" if rec.want == Want.REMOVE else "shutdown"
 
     def _answer_failed(self, msg: Exited) -> None:
         answer_exit(self.runtime, msg.child, msg.kind, msg.env, msg.error, msg.reason)
