@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from enum import StrEnum
 
-__all__ = ["Mode", "NodeState", "Phase", "Want"]
+__all__ = ["Mode", "NodeState", "Phase", "SystemState", "Want"]
 
 
 class Phase(StrEnum):
@@ -43,3 +43,13 @@ class NodeState(StrEnum):
     DOWN = "down"  # it gave up (escalated) and waits for its parent
     STOPPED = "stopped"
     FAILED = "failed"
+
+
+class SystemState(StrEnum):
+    """What a running tree (a System) is."""
+
+    STARTING = "starting"
+    RUNNING = "running"
+    FAILED = "failed"  # the root gave up; asks are answered by the fallbacks or refused
+    STOPPING = "stopping"
+    STOPPED = "stopped"

@@ -23,12 +23,13 @@ from ..delivery._envelope import Envelope, new_trace_id
 from ..delivery._reply import Reply
 from ..delivery._runtime import Runtime
 from ..delivery._slot import AgentSlot
+from ..supervision._states import SystemState
 from ..supervision._tree import TreeIndex
 
 __all__ = ["Asking", "PendingAsk"]
 
 _MAX_TIMEOUT = min(threading.TIMEOUT_MAX, 365 * 24 * 3600.0)  # what a lock wait accepts
-_ACCEPTING = frozenset({"starting", "running", "failed"})
+_ACCEPTING = frozenset({SystemState.STARTING, SystemState.RUNNING, SystemState.FAILED})
 _MAX_TRACE = 256
 
 
@@ -69,7 +70,7 @@ class Asking:
     the system's lifecycle state; `bind` gives it the runtime and tree once they exist (they
     need its ask / tell to be built)."""
 
-    def __init__(self, name: str, clock: Clock, state: Callable[[], str]) -> None:
+    def __init__(self, name: str, clock: Clock, state: Callable[[], SystemState]) -> None:
         self.name = name
         self.clock = clock
         self._state = state
@@ -172,7 +173,7 @@ class Asking:
 
     def require_running(self) -> None:
         state = self._state()
-        if state in ("stopping", "stopped"):
+        if state in (SystemState.STOPPING, SystemState.STOPPED):
             msg = f"system {self.name!r} is {state}"
             raise SystemNotRunningError(msg)
 

@@ -31,7 +31,7 @@ from ..delivery._runtime import Runtime
 from ..delivery._slot import SlotState
 from ..inspect._health import TreeHealth, snapshot
 from ..supervision._node import SupervisorNode
-from ..supervision._states import NodeState
+from ..supervision._states import NodeState, SystemState
 from ..supervision._supervisor_actor import SupervisorActor
 from ..supervision._tree import TreeIndex
 from ._asking import _MAX_TIMEOUT, Asking, PendingAsk
@@ -65,7 +65,7 @@ class System:
         default_timeout = _seconds("default_timeout", default_timeout)
         self.spec = spec
         self.clock: Clock = clock or MonotonicClock()
-        self.state = "starting"
+        self.state = SystemState.STARTING
         self.failure: str | None = None
         self._asking = Asking(spec.id, self.clock, lambda: self.state)
         self._runtime = Runtime(
@@ -105,7 +105,7 @@ class System:
             self._abort(f"the tree did not start within {timeout}s")
         if outcome != "started":
             self._abort(outcome)
-        self.state = "running"
+        self.state = SystemState.RUNNING
         emit(
             "tree_started",
             supervisor=self._tree.root.path,
@@ -139,8 +139,8 @@ class System:
 
     def _fail_tree(self, reason: str) -> None:
         self.failure = reason
-        if self.state != "stopping":
-            self.state = "failed"
+        if self.state != SystemState.STOPPING:
+            self.state = SystemState.FAILED
         self._tree.root.state = NodeState.FAILED
         emit(
             "tree_failed",
@@ -161,10 +161,10 @@ class System:
         """Stop in order: the tree (children in reverse order, each given its
         shutdown_timeout to finish its current message), then the fallbacks, then the timers.
         Messages still queued are answered with FAILURE. Idempotent."""
-        if self.state in ("stopping", "stopped"):
+        if self.state in (SystemState.STOPPING, SystemState.STOPPED):
             return
-        failed = self.state == "failed"
-        self.state = "stopping"
+        failed = self.state == SystemState.FAILED
+        self.state = SystemState.STOPPING
         root = self._tree.root
         if not failed and root.actor is not None:
             root.post(Shutdown("shutdown"))
@@ -182,7 +182,7 @@ class System:
             server.close()
         self._join_threads(timeout if timeout is not None else 30.0)
         self._runtime.close_services()  # no worker process outlives its system
-        self.state = "stopped"
+        self.state = SystemState.STOPPED
         emit(
             "tree_stopped",
             supervisor=root.path,
