@@ -25,6 +25,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import ctypes
+import gc
 import importlib
 import multiprocessing
 import os
@@ -48,6 +49,12 @@ _PR_SET_PDEATHSIG = 1
 
 def worker_main(conn: Connection) -> None:
     """The worker's whole life: serve its parent until told to stop or the pipe closes."""
+    # What the fork server imported is shared with it, page for page, until something writes
+    # to it. A full garbage collection writes to every object it scans, and the fork server's
+    # own allocations bring each new worker closer to one (after ~10 forks every worker ran
+    # one on its first allocations: 30-40 ms and ~15 MiB of private copies). Frozen objects
+    # are never scanned: the collector sees only what this worker makes.
+    gc.freeze()
     _die_with_parent()
     with contextlib.suppress(OSError):
         os.setsid()  # its own process group: a kill takes the agent's own subprocesses too

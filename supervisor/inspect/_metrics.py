@@ -36,6 +36,11 @@ agents and fallbacks
   hivekeeper_abandoned_threads{path}          abandoned handler threads still running
   hivekeeper_abandoned_threads_total{path}    handler threads ever abandoned
   hivekeeper_handling_seconds{path,status}    histogram of handling time, by ExecutionStatus
+  hivekeeper_isolation{path,isolation}        1, labelled with where it runs (thread, process)
+  hivekeeper_kills_total{path,reason}         worker processes killed or dead (deadline,
+                                              memory, died)
+  hivekeeper_worker_pid{path}                 its worker process (process agents while up)
+  hivekeeper_worker_rss_bytes{path}           that worker's resident memory
 supervisors
   hivekeeper_supervisor_budget_used{path}     restarts inside the current intensity window
   hivekeeper_supervisor_max_restarts{path}    restarts allowed inside one window
@@ -274,6 +279,32 @@ class TreeCollector:
             "Handler threads ever abandoned.",
             ("path",),
         ).add_metric(p, float(a.abandoned_total))
+        TreeCollector._isolation_metrics(out, a)
+
+    @staticmethod
+    def _isolation_metrics(out: _Families, a: ActorHealth) -> None:
+        p = [a.path]
+        if a.isolation is not None:
+            out.gauge(
+                "hivekeeper_isolation",
+                "Where the agent runs (label isolation).",
+                ("path", "isolation"),
+            ).add_metric([a.path, a.isolation], 1.0)
+        kills = out.counter(
+            "hivekeeper_kills_total",
+            "Worker processes killed or dead, by reason.",
+            ("path", "reason"),
+        )
+        for reason, count in sorted(a.kills.items()):
+            kills.add_metric([a.path, reason], float(count))
+        if a.pid is not None:
+            out.gauge("hivekeeper_worker_pid", "The agent's worker process.", ("path",)).add_metric(
+                p, float(a.pid)
+            )
+        if a.rss_mb is not None:
+            out.gauge(
+                "hivekeeper_worker_rss_bytes", "The worker's resident memory.", ("path",)
+            ).add_metric(p, a.rss_mb * 1024 * 1024)
 
     @staticmethod
     def _supervisor_metrics(out: _Families, a: ActorHealth) -> None:
