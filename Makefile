@@ -3,6 +3,8 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
+# optional extras to install too, e.g. HIVEKEEPER_EXTRAS=ray (CI sets it: the Ray tests run there)
+HIVEKEEPER_EXTRAS ?=
 
 .PHONY: demo test lint unit bench soak clean
 
@@ -10,6 +12,7 @@ $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
 	$(BIN)/python -m pip install -q -e '.[dev]'
+	$(if $(HIVEKEEPER_EXTRAS),$(BIN)/python -m pip install -q -e '.[$(HIVEKEEPER_EXTRAS)]')
 	touch $(STAMP)
 
 ## make demo: install, then run the support-desk demo (offline, no API key needed)

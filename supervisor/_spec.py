@@ -15,7 +15,7 @@ from strategies import Backoff, BreakerPolicy, OneForOne, RateLimit, RestartStra
 __all__ = ["ChildSpec", "Isolation", "Overflow", "Supervisor", "iter_specs"]
 
 Overflow = Literal["reject", "drop_oldest"]
-Isolation = Literal["thread", "process"]
+Isolation = Literal["thread", "process", "ray"]
 MAX_SECONDS = 365 * 24 * 3600.0  # the longest timeout a declaration takes (finite: no inf/nan)
 _ID = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.:-]*$")
 
@@ -59,6 +59,9 @@ class ChildSpec(BaseModel):
       factory, args, messages and results cross pickled, with cloudpickle).
     memory_limit_mb: the most memory a process agent's worker may map (RLIMIT_AS); past it
       the message fails and the agent is restarted with reason memory.
+    ray_options: with isolation="ray" (the agent is a Ray actor, on any node of the cluster),
+      what Ray's `.options()` gets: num_cpus, num_gpus, memory, resources,
+      scheduling_strategy, ... (never max_restarts: restarts are the supervisor's).
     """
 
     model_config = ConfigDict(frozen=True, extra="forbid", arbitrary_types_allowed=True)
@@ -81,6 +84,7 @@ class ChildSpec(BaseModel):
     max_abandoned: int = Field(default=3, ge=1)
     isolation: Isolation = "thread"
     memory_limit_mb: int | None = Field(default=None, ge=32)
+    ray_options: Mapping[str, Any] | None = None
 
     def __init__(self, id: str, factory: Callable[..., Any] | None = None, /, **data: Any) -> None:
         if factory is not None:
@@ -116,6 +120,14 @@ class ChildSpec(BaseModel):
 
     @model_validator(mode="after")
     def _check_isolation(self) -> ChildSpec:
+        if self.ray_options is not None:
+            _check_ray_options(self.id, self.isolation, self.ray_options)
+        if self.memory_limit_mb is not None and self.isolation == "ray":
+            msg = (
+                f"memory_limit_mb is for isolation='process'; for a Ray agent ({self.id!r}) "
+                "reserve memory with ray_options={'memory': bytes}"
+            )
+            raise ValueError(msg)
         if self.memory_limit_mb is not None and self.isolation != "process":
             msg = (
                 f"memory_limit_mb needs isolation='process' (the OS enforces it on a worker "
@@ -194,3 +206,19 @@ def iter_specs(
 
 Supervisor.model_rebuild()
 ChildSpec.model_rebuild()
+
+
+_RAY_OWNED = frozenset({"max_restarts", "max_task_retries", "lifetime", "name", "namespace"})
+
+
+def _check_ray_options(child: str, isolation: str, options: Mapping[str, Any]) -> None:
+    if isolation != "ray":
+        msg = f"ray_options needs isolation='ray' ({child!r} has isolation={isolation!r})"
+        raise ValueError(msg)
+    bad = sorted(str(k) for k in options if not isinstance(k, str) or k in _RAY_OWNED)
+    if bad:
+        msg = (
+            f"ray_options of {child!r} may not set {', '.join(bad)}: restarts, names and "
+            "lifetimes of its actors are the supervisor's"
+        )
+        raise ValueError(msg)

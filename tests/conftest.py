@@ -4,14 +4,58 @@ from __future__ import annotations
 
 import logging
 import multiprocessing
+import os
 import threading
 from collections.abc import Iterator
+from typing import Any
 
 import pytest
 import structlog
 
 # Threads that live for the whole process by design.
 _PROCESS_WIDE = ("pytest_timeout", "MainThread")
+
+
+_ray: Any = None  # one local Ray for the whole session: it takes seconds to start
+
+
+def _require_ray() -> Any:
+    """Ray, initialised once (tests marked `ray`). Without Ray installed they are skipped,
+    except where HIVEKEEPER_REQUIRE_RAY=1 (CI): there a missing Ray fails them."""
+    global _ray  # noqa: PLW0603
+    if _ray is not None:
+        return _ray
+    try:
+        import ray
+    except ImportError:
+        if os.environ.get("HIVEKEEPER_REQUIRE_RAY") == "1":
+            pytest.fail("Ray is required here (HIVEKEEPER_REQUIRE_RAY=1): pip install '.[ray]'")
+        pytest.skip("Ray is not installed (pip install '.[ray]')")
+    from supervisor.hosts._ray_runner import _local_init_options
+
+    os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+    ray.init(**_local_init_options(), log_to_driver=False)
+    _ray = ray
+    return ray
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_runtest_setup(item: pytest.Item) -> None:
+    """Ray starts before a Ray test's fixtures: its own threads and processes live for the
+    whole session, and are not this test's leaks."""
+    if item.get_closest_marker("ray") is not None:
+        _require_ray()
+
+
+def pytest_sessionfinish(session: pytest.Session) -> None:
+    if _ray is not None:
+        _ray.shutdown()
+
+
+@pytest.fixture
+def ray_cluster() -> Any:
+    """The session's Ray (for tests marked `ray`)."""
+    return _require_ray()
 
 
 @pytest.fixture(autouse=True, scope="session")

@@ -47,6 +47,7 @@ class Runtime:
     rng: random.Random = field(default_factory=random.Random)
     tracing: Tracing | None = None
     name: str = "hivekeeper"  # the root's id, to name worker processes
+    ray_address: str | None = None  # the Ray cluster Ray agents join (None: a local Ray)
     limiters: Limiters = field(init=False)  # the rate limiters of this system's slots
 
     # what a kind of host needs once per system (the worker processes of process agents),

@@ -18,7 +18,8 @@ from __future__ import annotations
 import pickle
 import sys
 import threading
-from typing import TYPE_CHECKING, Any
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any, Protocol
 
 import cloudpickle
 
@@ -27,15 +28,54 @@ from actors import ExecutionResult, ExecutionStatus, FailureReason
 from .._events import emit
 from ._context import HostContext
 from ._outcome import RemoteCrash, describe
-from ._worker_pool import WorkerPool, WorkerProcess
+from ._worker_pool import WorkerPool
 
 if TYPE_CHECKING:
     from ..delivery._envelope import Envelope
     from ._host import ThreadHost
 
-__all__ = ["ProcessRunner"]
+__all__ = ["ProcessRunner", "RemoteWorker"]
 
 _OPS = frozenset({"ask", "tell", "start_child", "stop_child", "time_left"})
+
+
+class _Link(Protocol):
+    def send_bytes(self, buf: bytes) -> None: ...
+
+    def recv_bytes(self) -> bytes: ...
+
+
+class RemoteWorker(Protocol):
+    """Where a runner's agent lives outside this thread: a worker process here
+    (_worker_pool.WorkerProcess), or a Ray actor (_ray_pool.RayWorker). `label` names it in
+    errors ("worker process 4711"); `on_exit` is called once, on any thread, when it ends."""
+
+    on_exit: Callable[[Any], None] | None
+
+    @property
+    def pid(self) -> int | None: ...
+
+    @property
+    def conn(self) -> _Link: ...
+
+    @property
+    def label(self) -> str: ...
+
+    @property
+    def node_id(self) -> str | None: ...
+
+    @property
+    def actor_id(self) -> str | None: ...
+
+    def alive(self) -> bool: ...
+
+    def kill(self) -> None: ...
+
+    def exit_description(self) -> str: ...
+
+    def rss_mb(self) -> float | None: ...
+
+    def close(self) -> None: ...
 
 
 class ProcessRunner:
@@ -43,10 +83,11 @@ class ProcessRunner:
     `killed_for` is set it is being (or has been) SIGKILLed and never runs a message again."""
 
     isolation = "process"
+    where = "worker process"  # in errors: "the message cannot cross to the worker process"
 
     def __init__(self, host: ThreadHost) -> None:
         self._host = host
-        self.worker: WorkerProcess | None = None
+        self.worker: RemoteWorker | None = None
         self._context = HostContext(host)
         self._lock = threading.Lock()
         self.killed_for: str | None = None
@@ -62,6 +103,22 @@ class ProcessRunner:
         worker = self.worker
         return worker.rss_mb() if worker is not None else None
 
+    @property
+    def node_id(self) -> str | None:
+        worker = self.worker
+        return worker.node_id if worker is not None else None
+
+    @property
+    def actor_id(self) -> str | None:
+        worker = self.worker
+        return worker.actor_id if worker is not None else None
+
+    def _take_worker(self) -> RemoteWorker:
+        """A started worker for this incarnation (a warm spare when there is one)."""
+        slot = self._host.slot
+        pool = slot.runtime.service("workers", lambda: WorkerPool(slot.runtime.name))
+        return pool.take(getattr(slot.spec.factory, "__module__", None))
+
     # -- the host's thread --------------------------------------------------------------------
 
     def start(self) -> None:
@@ -70,10 +127,9 @@ class ProcessRunner:
         try:
             blob = cloudpickle.dumps((spec.factory, spec.args, spec.kwargs))
         except Exception as exc:
-            msg = f"the factory or its arguments cannot cross to a worker process: {describe(exc)}"
+            msg = f"the factory or its arguments cannot cross to a {self.where}: {describe(exc)}"
             raise TypeError(msg) from exc
-        pool = slot.runtime.service("workers", lambda: WorkerPool(slot.runtime.name))
-        worker = pool.take(getattr(spec.factory, "__module__", None))
+        worker = self._take_worker()
         with self._lock:
             self.worker = worker
             killed = self.killed_for
@@ -98,7 +154,7 @@ class ProcessRunner:
         except Exception as exc:  # noqa: BLE001 - the caller's message, not the agent's fault
             return ExecutionResult(
                 status=ExecutionStatus.INVALID_INPUT,
-                error=f"the message cannot cross to the worker process: {describe(exc)}",
+                error=f"the message cannot cross to the {self.where}: {describe(exc)}",
                 reason=FailureReason.INVALID_INPUT,
             )
         self._send_bytes(blob)
@@ -194,7 +250,7 @@ class ProcessRunner:
         """The LLMAgent's state as its last agent_state_changed event told it."""
         return self._agent_state
 
-    def _exited(self, worker: WorkerProcess) -> None:
+    def _exited(self, worker: RemoteWorker) -> None:
         """The reaper saw the worker end (its thread). If nobody killed it, it died on its
         own: a crash of this incarnation, reported through the host's own thread."""
         with self._lock:
@@ -203,9 +259,7 @@ class ProcessRunner:
                 self.killed_for = "died"
         if ours:
             self._host.slot.stats.killed("died")
-            self._host.worker_died(
-                f"worker process {worker.pid} died ({worker.exit_description()})"
-            )
+            self._host.worker_died(f"{worker.label} died ({worker.exit_description()})")
 
     # -- the pipe -----------------------------------------------------------------------------
 
@@ -239,6 +293,6 @@ class ProcessRunner:
         why = self.killed_for
         what = "died" if why in (None, "died") else f"was killed ({why})"
         return RemoteCrash(
-            f"worker process {worker.pid} {what}: {worker.exit_description()}",
+            f"{worker.label} {what}: {worker.exit_description()}",
             FailureReason.MEMORY if why == "memory" else None,
         )

@@ -8,8 +8,10 @@ is one runner module plus one line in `make_runner`.
 
 - InThreadRunner ("thread"): the agent is an object on the host's own thread (and its event
   loop, for `async def handle`); a hung handler cannot be killed, only abandoned.
-- ProcessRunner ("process", supervisor/_process_runner.py): the agent lives in a worker
-  process; a hung or oversized one is SIGKILLed.
+- ProcessRunner ("process", _process_runner.py): the agent lives in a worker process; a hung
+  or oversized one is SIGKILLed.
+- RayRunner ("ray", _ray_runner.py): the agent lives in a Ray actor, on any node of a Ray
+  cluster; a hung one is ray.kill()ed. The same protocol as a worker process, over Ray calls.
 """
 
 from __future__ import annotations
@@ -38,6 +40,14 @@ class RunnerInfo(Protocol):
 
     @property
     def pid(self) -> int | None: ...
+
+    @property
+    def node_id(self) -> str | None:
+        """The Ray node it runs on (Ray agents only)."""
+
+    @property
+    def actor_id(self) -> str | None:
+        """Its Ray actor (Ray agents only)."""
 
     def rss_mb(self) -> float | None: ...
 
@@ -105,6 +115,8 @@ def tracked_state(agent: object) -> str | None:
 class InThreadRunner:
     isolation = "thread"
     pid = None
+    node_id = None
+    actor_id = None
 
     def __init__(self, host: ThreadHost) -> None:
         self._host = host
@@ -165,4 +177,8 @@ def make_runner(host: ThreadHost) -> AgentRunner:
         from ._process_runner import ProcessRunner  # noqa: PLC0415 - loaded when first used
 
         return ProcessRunner(host)
+    if isolation == "ray":
+        from ._ray_runner import RayRunner  # noqa: PLC0415 - Ray is an optional extra
+
+        return RayRunner(host)
     return InThreadRunner(host)

@@ -36,13 +36,13 @@ import sys
 import threading
 import time
 from multiprocessing.connection import Connection
-from typing import Any
+from typing import Any, Protocol
 
 import cloudpickle
 
 from actors import Agent, ExecutionResult
 
-__all__ = ["worker_main"]
+__all__ = ["Channel", "serve", "worker_main"]
 
 _PR_SET_PDEATHSIG = 1
 
@@ -63,10 +63,25 @@ def worker_main(conn: Connection) -> None:
     # processes of its own (multiprocessing refuses children to a daemonic process)
     with contextlib.suppress(Exception):
         multiprocessing.current_process()._config["daemon"] = False  # type: ignore[attr-defined]
+    serve(conn)
+    os._exit(0)  # no interpreter teardown: whatever the agent left running ends with us
+
+
+class Channel(Protocol):
+    """The worker's end of its link to the parent: a multiprocessing Connection, or the
+    queues of a Ray actor (supervisor/hosts/_ray_pool.py)."""
+
+    def send_bytes(self, buf: bytes) -> None: ...
+
+    def recv_bytes(self) -> bytes: ...
+
+
+def serve(conn: Channel) -> None:
+    """Serve the parent over `conn` until told to stop or the link ends: build the agent, run
+    its messages one at a time, relay its context calls and its events."""
     worker = _Worker(conn)
     _forward_events(worker)
     worker.serve()
-    os._exit(0)  # no interpreter teardown: whatever the agent left running ends with us
 
 
 def _die_with_parent() -> None:
@@ -113,7 +128,7 @@ def _describe(exc: BaseException) -> str:
 
 
 class _Worker:
-    def __init__(self, conn: Connection) -> None:
+    def __init__(self, conn: Channel) -> None:
         self.conn = conn
         self.lock = threading.RLock()  # one exchange on the pipe at a time
         self.agent: Agent | None = None

@@ -73,8 +73,15 @@ class WorkerProcess:
         self.process = process
         self.conn = conn
         self.pid: int = process.pid
-        self.on_exit: Callable[[WorkerProcess], None] | None = None
+        self.on_exit: Callable[[Any], None] | None = None
         self._join_lock = threading.Lock()
+
+    node_id = None  # this machine (a Ray actor's would say which node)
+    actor_id = None
+
+    @property
+    def label(self) -> str:
+        return f"worker process {self.pid}"
 
     def alive(self) -> bool:
         with self._join_lock:

@@ -98,6 +98,8 @@ class ActorHealth(BaseModel):
     pid: int | None = None  # the worker process of a process agent
     rss_mb: float | None = None  # its resident memory
     kills: dict[str, int] = {}  # workers killed, by reason: deadline, memory, died, shutdown
+    node_id: str | None = None  # the Ray node of a Ray agent
+    actor_id: str | None = None  # and its Ray actor
     fallbacks: list[SafeText] = []
     degraded: bool = False  # a fallback answers in this agent's place right now
     # an LLMAgent's explicit AgentState (processing, awaiting_tool, ...); None for any other agent
@@ -203,6 +205,8 @@ def _agent(slot: AgentSlot, tree: TreeIndex, now_mono: float, now_wall: float) -
         pid=runner.pid if runner is not None else None,
         rss_mb=runner.rss_mb() if runner is not None else None,
         kills=dict(stats.kills),
+        node_id=runner.node_id if runner is not None else None,
+        actor_id=runner.actor_id if runner is not None else None,
     )
 
 

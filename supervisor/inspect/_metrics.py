@@ -40,7 +40,8 @@ agents and fallbacks
   hivekeeper_kills_total{path,reason}         worker processes killed or dead (deadline,
                                               memory, died)
   hivekeeper_worker_pid{path}                 its worker process (process agents while up)
-  hivekeeper_worker_rss_bytes{path}           that worker's resident memory
+  hivekeeper_worker_rss_bytes{path}           that worker's resident memory (on this machine)
+  hivekeeper_ray_actor{path,node_id,actor_id}  1, labelled with a Ray agent's node and actor
 supervisors
   hivekeeper_supervisor_budget_used{path}     restarts inside the current intensity window
   hivekeeper_supervisor_max_restarts{path}    restarts allowed inside one window
@@ -301,6 +302,12 @@ class TreeCollector:
             out.gauge("hivekeeper_worker_pid", "The agent's worker process.", ("path",)).add_metric(
                 p, float(a.pid)
             )
+        if a.actor_id is not None:
+            out.gauge(
+                "hivekeeper_ray_actor",
+                "A Ray agent's current actor and node (labels).",
+                ("path", "node_id", "actor_id"),
+            ).add_metric([a.path, a.node_id or "", a.actor_id], 1.0)
         if a.rss_mb is not None:
             out.gauge(
                 "hivekeeper_worker_rss_bytes", "The worker's resident memory.", ("path",)

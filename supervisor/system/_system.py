@@ -58,11 +58,13 @@ class System:
         default_timeout: float = 30.0,
         seed: int | None = None,
         tracing: bool | Any = False,
+        ray_address: str | None = None,
     ) -> None:
         if not isinstance(spec, Supervisor):
             msg = f"start() takes a Supervisor tree, got {type(spec).__name__}"
             raise TypeError(msg)
         default_timeout = _seconds("default_timeout", default_timeout)
+        ray_address = _ray_address(ray_address)
         self.spec = spec
         self.clock: Clock = clock or MonotonicClock()
         self.state = SystemState.STARTING
@@ -81,6 +83,7 @@ class System:
             rng=random.Random(seed),
             tracing=_make_tracing(tracing),
             name=spec.id,
+            ray_address=ray_address,
         )
         self._tree = TreeIndex(spec, self._runtime)
         self._asking.bind(self._runtime, self._tree)
@@ -377,6 +380,7 @@ def start(
     start_timeout: float = 60.0,
     seed: int | None = None,
     tracing: bool | Any = False,
+    ray_address: str | None = None,
 ) -> System:
     """Start a tree: fallbacks first, then the root's children in declaration order, each
     started (on_start done) before the next. Returns the running System; raises
@@ -385,13 +389,31 @@ def start(
     clock: a FakeClock for tests. default_timeout: ask deadline when none is given.
     seed: seeds the jitter of backoffs. tracing: True (global OpenTelemetry tracer provider)
     or a TracerProvider: a span per message handled (needs the otel extra).
+    ray_address: the Ray cluster agents with isolation="ray" join ("auto", "ray://host:10001",
+    "host:6379"); None starts a local Ray when the first one starts (needs the ray extra).
     default_timeout and start_timeout must be positive, finite numbers of seconds (else
     ValueError, or TypeError for a non-number), checked before anything starts."""
     start_timeout = _seconds("start_timeout", start_timeout)
-    system = System(tree, clock=clock, default_timeout=default_timeout, seed=seed, tracing=tracing)
+    system = System(
+        tree,
+        clock=clock,
+        default_timeout=default_timeout,
+        seed=seed,
+        tracing=tracing,
+        ray_address=ray_address,
+    )
     try:
         system._boot(start_timeout)
     except BaseException:  # Ctrl-C while starting: what started is stopped, in order
         system.shutdown(timeout=10.0)
         raise
     return system
+
+
+def _ray_address(address: object) -> str | None:
+    if address is None:
+        return None
+    if not isinstance(address, str) or not address.strip():
+        msg = f"ray_address must be a non-empty string or None, got {address!r}"
+        raise TypeError(msg) if not isinstance(address, str) else ValueError(msg)
+    return address

@@ -1,0 +1,387 @@
+"""RayRunner (`ChildSpec(isolation="ray")`): the agent is built and runs in a Ray actor, on
+any node of a Ray cluster; its slot, mailbox, breaker, fallbacks and deadlines stay here, with
+its host, and every decision stays the supervisor's. Ray only places, calls and kills.
+
+The actor speaks the worker-process protocol (_worker.py) over Ray calls instead of a pipe:
+`put` hands it the parent's next message, `take` returns the worker's next reply (a result, an
+event, a context request), `exchange` does both in one round trip. So everything a process
+agent has, a Ray agent has: typed errors for what cannot be pickled, `self.context` relayed
+through the parent, events logged here, async handlers on the actor's own loop.
+
+- A handler past its deadline: the actor is `ray.kill`ed (no Ray restart) and replaced by a
+  pre-started spare (Ray's own cold restart measured ~1.1 s).
+- An actor that dies (`ray.kill` from outside, its process killed, its node lost) is seen by
+  the pool's reaper within 0.1 s, or at once by a message waiting on it: a crash.
+- Ray is started once per process when the first Ray agent starts (or joined, with
+  `start(tree, ray_address=...)`), and shut down with the last system that started it; a Ray
+  the application initialised itself is used as it is and never shut down here.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import queue
+import threading
+from collections import deque
+from typing import Any
+
+from ._process_runner import ProcessRunner
+from ._worker import serve
+
+__all__ = ["RayPool", "RayRunner", "RayWorker"]
+
+_SPARES = 1
+_REAP_POLL_S = 0.1
+_MAX_CONCURRENCY = 8  # take/exchange, put, park, info, with room to spare
+
+
+class RayRunner(ProcessRunner):
+    isolation = "ray"
+    where = "Ray actor"
+
+    def _take_worker(self) -> RayWorker:
+        slot = self._host.slot
+        runtime = slot.runtime
+        pool = runtime.service("ray", lambda: RayPool(runtime.name, runtime.ray_address))
+        timeout = slot.spec.start_timeout or 60.0
+        module = getattr(slot.spec.factory, "__module__", None)
+        return pool.take(module, dict(slot.spec.ray_options or {}), timeout)
+
+
+# -- one Ray for the process ----------------------------------------------------------------
+
+_session_lock = threading.Lock()
+_session_users = 0  # pools using the Ray this module started
+
+
+def _local_init_options() -> dict[str, Any]:
+    """A local Ray for one machine: no dashboard, a small object store, this machine's cores.
+    Ray 2.60 cannot be kept on 127.0.0.1: it maps a loopback node address to the machine's
+    own, and its servers listen on every interface; its token authentication (on by
+    default) is what guards them, so it is left on."""
+    return {
+        "include_dashboard": False,
+        "num_cpus": os.cpu_count() or 1,
+        "object_store_memory": 128 * 1024 * 1024,
+        "logging_level": logging.WARNING,
+        "ignore_reinit_error": True,
+    }
+
+
+def _acquire_ray(address: str | None) -> bool:
+    """Make sure Ray is initialised; True if this module started it (and so must end it)."""
+    global _session_users  # noqa: PLW0603 - one Ray per process
+    import ray  # noqa: PLC0415
+
+    with _session_lock:
+        if ray.is_initialized():
+            if _session_users == 0:
+                return False  # the application's own Ray: used, never shut down here
+            _session_users += 1
+            return True
+        os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+        if address is not None:
+            ray.init(address=address, logging_level=logging.WARNING)
+        else:
+            ray.init(**_local_init_options())
+        _session_users = 1
+        return True
+
+
+def _release_ray() -> None:
+    global _session_users  # noqa: PLW0603
+    import ray  # noqa: PLC0415
+
+    with _session_lock:
+        _session_users -= 1
+        if _session_users == 0:
+            ray.shutdown()
+
+
+# -- the actor (runs in a Ray worker process) -----------------------------------------------
+
+
+class _QueueLink:
+    """The worker's end, inside the actor: what the parent put, what the worker replies."""
+
+    def __init__(self, inbox: queue.Queue[bytes], outbox: queue.Queue[bytes]) -> None:
+        self._inbox = inbox
+        self._outbox = outbox
+
+    def send_bytes(self, buf: bytes) -> None:
+        self._outbox.put(buf)
+
+    def recv_bytes(self) -> bytes:
+        return self._inbox.get()
+
+
+class AgentActor:
+    """A threaded Ray actor serving one agent (made a Ray actor class by `_actor_class`)."""
+
+    def __init__(self) -> None:
+        self._inbox: queue.Queue[bytes] = queue.Queue()
+        self._outbox: queue.Queue[bytes] = queue.Queue()
+        self._order = threading.Condition()
+        self._next = 0  # a threaded actor may run calls out of order: puts are numbered
+        link = _QueueLink(self._inbox, self._outbox)
+        threading.Thread(target=serve, args=(link,), name="hivekeeper-agent", daemon=True).start()
+
+    def info(self) -> tuple[int, str, str]:
+        import ray  # noqa: PLC0415
+
+        context = ray.get_runtime_context()
+        return os.getpid(), context.get_node_id(), context.get_actor_id() or ""
+
+    def put(self, seq: int, blob: bytes) -> None:
+        with self._order:
+            self._order.wait_for(lambda: self._next == seq)
+            self._inbox.put(blob)
+            self._next += 1
+            self._order.notify_all()
+
+    def exchange(self, seq: int, blob: bytes) -> bytes:
+        self.put(seq, blob)
+        return self._outbox.get()
+
+    def take(self) -> bytes:
+        return self._outbox.get()
+
+    def park(self) -> None:
+        """Never returns: the parent holds its ref, which fails when the actor dies."""
+        threading.Event().wait()
+
+
+_actor_class_lock = threading.Lock()
+_actor_class: Any = None
+
+
+def _remote_class() -> Any:
+    global _actor_class  # noqa: PLW0603 - made once, on first use (Ray is optional)
+    import ray  # noqa: PLC0415
+
+    with _actor_class_lock:
+        if _actor_class is None:
+            _actor_class = ray.remote(max_concurrency=_MAX_CONCURRENCY)(AgentActor)
+        return _actor_class
+
+
+# -- the parent's side -----------------------------------------------------------------------
+
+
+class _RayLink:
+    """The parent's end: a send is held until the next receive, which carries it (one round
+    trip per exchange); a second send before that goes on its own, in order."""
+
+    def __init__(self, handle: Any) -> None:
+        self._handle = handle
+        self._seq = 0
+        self._pending: tuple[int, bytes] | None = None
+
+    def send_bytes(self, buf: bytes) -> None:
+        if self._pending is not None:
+            self._handle.put.remote(*self._pending)
+        self._pending = (self._seq, buf)
+        self._seq += 1
+
+    def flush(self) -> None:
+        """Send what is held now, without waiting for a reply."""
+        pending, self._pending = self._pending, None
+        if pending is not None:
+            self._handle.put.remote(*pending)
+
+    def recv_bytes(self) -> bytes:
+        import ray  # noqa: PLC0415
+
+        pending, self._pending = self._pending, None
+        ref = (
+            self._handle.exchange.remote(*pending)
+            if pending is not None
+            else self._handle.take.remote()
+        )
+        try:
+            data: bytes = ray.get(ref)
+        except ray.exceptions.RayError as exc:  # the actor died or was killed
+            raise EOFError(str(exc).splitlines()[0] if str(exc) else type(exc).__name__) from exc
+        return data
+
+
+class RayWorker:
+    """One agent's Ray actor, as the runner sees a worker (_process_runner.RemoteWorker)."""
+
+    def __init__(self, handle: Any, pid: int, node_id: str, actor_id: str, local: bool) -> None:
+        self.handle = handle
+        self.pid: int | None = pid
+        self.conn = _RayLink(handle)
+        self.on_exit: Any = None
+        self.park_ref = handle.park.remote()
+        self._node_id = node_id
+        self._actor_id = actor_id
+        self._local = local
+
+    @property
+    def label(self) -> str:
+        return f"Ray actor {self._actor_id[:12]} (pid {self.pid})"
+
+    @property
+    def node_id(self) -> str | None:
+        return self._node_id
+
+    @property
+    def actor_id(self) -> str | None:
+        return self._actor_id
+
+    def alive(self) -> bool:
+        import ray  # noqa: PLC0415
+
+        ready, _ = ray.wait([self.park_ref], timeout=0)
+        return not ready
+
+    def kill(self) -> None:
+        import ray  # noqa: PLC0415
+
+        with contextlib.suppress(Exception):
+            ray.kill(self.handle, no_restart=True)
+
+    def exit_description(self) -> str:
+        import ray  # noqa: PLC0415
+
+        try:
+            ray.get(self.park_ref, timeout=1.0)
+        except ray.exceptions.GetTimeoutError:
+            return "still running"
+        except ray.exceptions.RayError as exc:
+            first = str(exc).strip().splitlines()
+            return first[0][:300] if first else type(exc).__name__
+        return "ended"
+
+    def rss_mb(self) -> float | None:
+        if not self._local or self.pid is None:
+            return None  # another node's /proc is not ours to read
+        try:
+            with open(f"/proc/{self.pid}/status", encoding="ascii") as fh:
+                for line in fh:
+                    if line.startswith("VmRSS:"):
+                        return int(line.split()[1]) / 1024
+        except (OSError, ValueError):
+            return None
+        return None
+
+    def close(self) -> None:
+        self.kill()
+
+
+class RayPool:
+    """The Ray actors of one system: warm spares per set of ray_options, a reaper that sees
+    actors die, and every actor killed when the system stops."""
+
+    def __init__(self, name: str, address: str | None) -> None:
+        self._name = name
+        self._owns_ray = _acquire_ray(address)
+        import ray  # noqa: PLC0415
+
+        self._local_node = ray.get_runtime_context().get_node_id()
+        self._lock = threading.Lock()
+        self._spares: dict[str, deque[RayWorker]] = {}
+        self._live: dict[Any, RayWorker] = {}  # park ref -> worker
+        self._modules: dict[str, None] = {}
+        self._closed = False
+        self._closing = threading.Event()
+        self._reaper = threading.Thread(
+            target=self._reap, name="hivekeeper-ray-reaper", daemon=True
+        )
+        self._reaper.start()
+
+    def take(self, module: str | None, options: dict[str, Any], timeout: float) -> RayWorker:
+        key = repr(sorted(options.items(), key=lambda kv: kv[0]))
+        with self._lock:
+            if module is not None and module != "__main__":
+                self._modules.setdefault(module, None)
+            if self._closed:
+                msg = "the system is stopping: no new Ray actors"
+                raise RuntimeError(msg)
+            spares = self._spares.setdefault(key, deque())
+            worker = spares.popleft() if spares else None
+        if worker is None or not worker.alive():
+            worker = self._start(options, timeout)
+        threading.Thread(
+            target=self._refill, args=(key, options, timeout), name="hivekeeper-ray-spares",
+            daemon=True,
+        ).start()  # fmt: skip
+        return worker
+
+    def _start(self, options: dict[str, Any], timeout: float) -> RayWorker:
+        import ray  # noqa: PLC0415
+
+        handle = _remote_class().options(**options).remote()
+        try:
+            pid, node_id, actor_id = ray.get(handle.info.remote(), timeout=timeout)
+        except ray.exceptions.GetTimeoutError as exc:
+            with contextlib.suppress(Exception):
+                ray.kill(handle, no_restart=True)
+            msg = f"Ray could not place the actor within {timeout}s (ray_options={options!r})"
+            raise RuntimeError(msg) from exc
+        worker = RayWorker(handle, pid, node_id, actor_id, local=node_id == self._local_node)
+        with self._lock:
+            self._live[worker.park_ref] = worker
+        return worker
+
+    def _refill(self, key: str, options: dict[str, Any], timeout: float) -> None:
+        with contextlib.suppress(Exception):
+            while True:
+                with self._lock:
+                    if self._closed or len(self._spares.get(key, ())) >= _SPARES:
+                        return
+                spare = self._start(options, timeout)
+                with self._lock:
+                    modules = tuple(self._modules)
+                if modules:
+                    import cloudpickle  # noqa: PLC0415
+
+                    spare.conn.send_bytes(cloudpickle.dumps(("import", modules)))
+                    spare.conn.flush()
+                with self._lock:
+                    if self._closed:
+                        spare.kill()
+                        return
+                    self._spares.setdefault(key, deque()).append(spare)
+
+    def _reap(self) -> None:
+        import ray  # noqa: PLC0415
+
+        while not self._closing.is_set():
+            with self._lock:
+                refs = list(self._live)
+            if not refs:
+                self._closing.wait(_REAP_POLL_S)
+                continue
+            try:
+                ready, _ = ray.wait(refs, num_returns=1, timeout=_REAP_POLL_S)
+            except Exception:  # noqa: BLE001 - Ray shutting down under us
+                return
+            for ref in ready:
+                with self._lock:
+                    worker = self._live.pop(ref, None)
+                if worker is not None and worker.on_exit is not None:
+                    with contextlib.suppress(Exception):  # a callback never ends the reaper
+                        worker.on_exit(worker)
+
+    def count(self) -> int:
+        with self._lock:
+            return len(self._live)
+
+    def close(self) -> None:
+        with self._lock:
+            self._closed = True
+            workers = [w for spares in self._spares.values() for w in spares]
+            workers += list(self._live.values())
+            self._spares.clear()
+        for worker in workers:
+            worker.kill()
+        self._closing.set()
+        self._reaper.join(5.0)
+        with self._lock:
+            self._live.clear()
+        if self._owns_ray:
+            _release_ray()
