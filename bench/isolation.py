@@ -170,13 +170,13 @@ def checked(result: Any) -> Any:
 # -- 1. ask round trip ------------------------------------------------------------------------
 
 
-def ask_latency() -> dict[str, tuple[float, float, float, float]]:
+def ask_latency(modes: tuple[str, ...] = MODES) -> dict[str, tuple[float, float, float, float]]:
     """mode -> (p50, p99, raw p50, raw p99), µs; raw pykka interleaved with each mode."""
     out = {}
     ref = RawEcho.start()
     try:
-        for mode in MODES:
-            n = ASKS if mode == "process" else 5 * ASKS
+        for mode in modes:
+            n = 5 * ASKS if mode == "thread" else ASKS
             spec = ChildSpec("echo", Echo, isolation=mode)
             with start(tree([spec])) as system:
                 raw_fn: Callable[[int], Any] = lambda i: ref.ask(i, timeout=1.0)  # noqa: E731
@@ -202,7 +202,7 @@ def ask_latency() -> dict[str, tuple[float, float, float, float]]:
 
 
 def hung_recovery(
-    mode: str, factory: type[Agent] = Hangs
+    mode: str, factory: type[Agent] = Hangs, pause: float = 0.0, repetitions: int = HANGS
 ) -> tuple[list[float], list[float], list[float], dict[str, int]]:
     """(X, TIMEOUT lateness, next ask) in ms per repetition, and the kills health counted."""
     spec = ChildSpec(
@@ -216,7 +216,8 @@ def hung_recovery(
     with start(tree([spec])) as system:
         for i in range(3):
             checked(system.ask("bench/hangs", i, timeout=5.0))
-        for _ in range(HANGS):
+        for _ in range(repetitions):
+            time.sleep(pause)  # > 0: the pool's warm spare is ready again
             t0 = time.perf_counter()
             timed_out = system.ask("bench/hangs", "hang", timeout=5.0)
             t1 = time.perf_counter()
@@ -237,12 +238,14 @@ def hung_recovery(
 # -- 3. crash -> replacement answering ----------------------------------------------------------
 
 
-def crash_recovery(mode: str, factory: type[Agent] = Boom) -> list[float]:
+def crash_recovery(
+    mode: str, factory: type[Agent] = Boom, pause: float = CRASH_PAUSE_S, repetitions: int = CRASHES
+) -> list[float]:
     out = []
     with start(tree([ChildSpec("boom", factory, isolation=mode)])) as system:
         uid = checked(system.ask("bench/boom", "who", timeout=5.0))
-        for _ in range(CRASHES):
-            time.sleep(CRASH_PAUSE_S)
+        for _ in range(repetitions):
+            time.sleep(pause)
             t0 = time.perf_counter()
             system.tell("bench/boom", "boom")
             new = checked(system.ask("bench/boom", "who", timeout=5.0))

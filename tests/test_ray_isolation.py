@@ -177,8 +177,12 @@ def test_a_local_ray_is_started_with_the_first_ray_agent_and_shut_down_with_its_
     )
     env = {**os.environ, "RAY_USAGE_STATS_ENABLED": "0"}
     done = subprocess.run(
-        [sys.executable, "-c", script], check=False, capture_output=True, text=True,
-        timeout=150, env=env,
+        [sys.executable, "-c", script],
+        check=False,
+        capture_output=True,
+        text=True,
+        timeout=150,
+        env=env,
     )
     assert done.returncode == 0, done.stderr[-3000:]
     assert f"cpus {os.cpu_count()}" in done.stdout

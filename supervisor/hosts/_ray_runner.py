@@ -22,19 +22,17 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
-import queue
 import threading
 from collections import deque
 from typing import Any
 
 from ._process_runner import ProcessRunner
-from ._worker import serve
+from ._ray_actor import remote_class
 
 __all__ = ["RayPool", "RayRunner", "RayWorker"]
 
 _SPARES = 1
 _REAP_POLL_S = 0.1
-_MAX_CONCURRENCY = 8  # take/exchange, put, park, info, with room to spare
 
 
 class RayRunner(ProcessRunner):
@@ -98,73 +96,6 @@ def _release_ray() -> None:
         _session_users -= 1
         if _session_users == 0:
             ray.shutdown()
-
-
-# -- the actor (runs in a Ray worker process) -----------------------------------------------
-
-
-class _QueueLink:
-    """The worker's end, inside the actor: what the parent put, what the worker replies."""
-
-    def __init__(self, inbox: queue.Queue[bytes], outbox: queue.Queue[bytes]) -> None:
-        self._inbox = inbox
-        self._outbox = outbox
-
-    def send_bytes(self, buf: bytes) -> None:
-        self._outbox.put(buf)
-
-    def recv_bytes(self) -> bytes:
-        return self._inbox.get()
-
-
-class AgentActor:
-    """A threaded Ray actor serving one agent (made a Ray actor class by `_actor_class`)."""
-
-    def __init__(self) -> None:
-        self._inbox: queue.Queue[bytes] = queue.Queue()
-        self._outbox: queue.Queue[bytes] = queue.Queue()
-        self._order = threading.Condition()
-        self._next = 0  # a threaded actor may run calls out of order: puts are numbered
-        link = _QueueLink(self._inbox, self._outbox)
-        threading.Thread(target=serve, args=(link,), name="hivekeeper-agent", daemon=True).start()
-
-    def info(self) -> tuple[int, str, str]:
-        import ray  # noqa: PLC0415
-
-        context = ray.get_runtime_context()
-        return os.getpid(), context.get_node_id(), context.get_actor_id() or ""
-
-    def put(self, seq: int, blob: bytes) -> None:
-        with self._order:
-            self._order.wait_for(lambda: self._next == seq)
-            self._inbox.put(blob)
-            self._next += 1
-            self._order.notify_all()
-
-    def exchange(self, seq: int, blob: bytes) -> bytes:
-        self.put(seq, blob)
-        return self._outbox.get()
-
-    def take(self) -> bytes:
-        return self._outbox.get()
-
-    def park(self) -> None:
-        """Never returns: the parent holds its ref, which fails when the actor dies."""
-        threading.Event().wait()
-
-
-_actor_class_lock = threading.Lock()
-_actor_class: Any = None
-
-
-def _remote_class() -> Any:
-    global _actor_class  # noqa: PLW0603 - made once, on first use (Ray is optional)
-    import ray  # noqa: PLC0415
-
-    with _actor_class_lock:
-        if _actor_class is None:
-            _actor_class = ray.remote(max_concurrency=_MAX_CONCURRENCY)(AgentActor)
-        return _actor_class
 
 
 # -- the parent's side -----------------------------------------------------------------------
@@ -283,6 +214,8 @@ class RayPool:
 
         self._local_node = ray.get_runtime_context().get_node_id()
         self._lock = threading.Lock()
+        self._spare_ready = threading.Condition(self._lock)
+        self._filling: set[str] = set()  # keys a refill thread is making a spare for
         self._spares: dict[str, deque[RayWorker]] = {}
         self._live: dict[Any, RayWorker] = {}  # park ref -> worker
         self._modules: dict[str, None] = {}
@@ -302,19 +235,29 @@ class RayPool:
                 msg = "the system is stopping: no new Ray actors"
                 raise RuntimeError(msg)
             spares = self._spares.setdefault(key, deque())
+            if not spares and key in self._filling:
+                # a spare is on its way (restarts came faster than actors start): it is
+                # nearer than a new one would be
+                self._spare_ready.wait_for(
+                    lambda: bool(spares) or key not in self._filling or self._closed, timeout
+                )
             worker = spares.popleft() if spares else None
+            refill = key not in self._filling and not self._closed
+            if refill:
+                self._filling.add(key)
         if worker is None or not worker.alive():
             worker = self._start(options, timeout)
-        threading.Thread(
-            target=self._refill, args=(key, options, timeout), name="hivekeeper-ray-spares",
-            daemon=True,
-        ).start()  # fmt: skip
+        if refill:
+            threading.Thread(
+                target=self._refill, args=(key, options, timeout), name="hivekeeper-ray-spares",
+                daemon=True,
+            ).start()  # fmt: skip
         return worker
 
     def _start(self, options: dict[str, Any], timeout: float) -> RayWorker:
         import ray  # noqa: PLC0415
 
-        handle = _remote_class().options(**options).remote()
+        handle = remote_class().options(**options).remote()
         try:
             pid, node_id, actor_id = ray.get(handle.info.remote(), timeout=timeout)
         except ray.exceptions.GetTimeoutError as exc:
@@ -328,6 +271,15 @@ class RayPool:
         return worker
 
     def _refill(self, key: str, options: dict[str, Any], timeout: float) -> None:
+        """Make spares for `key` until there are enough (one thread per key at a time)."""
+        try:
+            self._fill(key, options, timeout)
+        finally:
+            with self._lock:
+                self._filling.discard(key)
+                self._spare_ready.notify_all()
+
+    def _fill(self, key: str, options: dict[str, Any], timeout: float) -> None:
         with contextlib.suppress(Exception):
             while True:
                 with self._lock:
@@ -346,6 +298,7 @@ class RayPool:
                         spare.kill()
                         return
                     self._spares.setdefault(key, deque()).append(spare)
+                    self._spare_ready.notify_all()
 
     def _reap(self) -> None:
         import ray  # noqa: PLC0415
@@ -374,6 +327,7 @@ class RayPool:
     def close(self) -> None:
         with self._lock:
             self._closed = True
+            self._spare_ready.notify_all()
             workers = [w for spares in self._spares.values() for w in spares]
             workers += list(self._live.values())
             self._spares.clear()
