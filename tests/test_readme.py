@@ -6,7 +6,9 @@ fence is an explicit marker:
 
     <!-- readme-test: skip (the reason) -->
 
-Only that marker skips a block, and the reason is reported. Every `hivekeeper check
+Only that marker skips a block, and the reason is reported. A block with a Ray agent
+(`isolation="ray"`) needs the ray extra: without Ray it is skipped, unless
+HIVEKEEPER_REQUIRE_RAY=1 (CI), where that fails. Every `hivekeeper check
 MODULE:TREE` command shown with a real target exits 0, and every `hivekeeper run` target
 shown is a valid tree, both through the installed `hivekeeper` command (as tests/test_cli.py
 runs it), from outside the checkout.
@@ -14,6 +16,7 @@ runs it), from outside the checkout.
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import re
 import subprocess
@@ -85,6 +88,10 @@ COMMANDS = sorted(
 )
 
 
+def _ray_installed() -> bool:
+    return importlib.util.find_spec("ray") is not None
+
+
 def _tail(text: str, lines: int = 40) -> str:
     return "\n".join(text.splitlines()[-lines:])
 
@@ -110,6 +117,10 @@ def test_every_skip_marker_sits_right_before_a_python_fence():
 def test_readme_python_block_runs(block: Block, tmp_path: Path):
     if block.skip:
         pytest.skip(f"README line {block.line}: {block.skip}")
+    if 'isolation="ray"' in block.code and not _ray_installed():
+        if os.environ.get("HIVEKEEPER_REQUIRE_RAY") == "1":
+            pytest.fail(f"README line {block.line} needs Ray (HIVEKEEPER_REQUIRE_RAY=1)")
+        pytest.skip(f"README line {block.line}: needs the ray extra")
     script = tmp_path / f"readme_line_{block.line}.py"
     script.write_text(block.code, encoding="utf-8")
     env = {k: v for k, v in os.environ.items() if not k.startswith(("OPENAI_", "HK_"))}
