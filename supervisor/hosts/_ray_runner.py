@@ -28,6 +28,7 @@ from typing import Any
 
 from ._process_runner import ProcessRunner
 from ._ray_actor import remote_class
+from ._worker_pool import report_exit
 
 __all__ = ["RayPool", "RayRunner", "RayWorker"]
 
@@ -316,9 +317,7 @@ class RayPool:
             for ref in ready:
                 with self._lock:
                     worker = self._live.pop(ref, None)
-                if worker is not None and worker.on_exit is not None:
-                    with contextlib.suppress(Exception):  # a callback never ends the reaper
-                        worker.on_exit(worker)
+                report_exit(worker)
 
     def count(self) -> int:
         with self._lock:

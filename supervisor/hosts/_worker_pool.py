@@ -26,7 +26,7 @@ import cloudpickle
 
 from ._worker import worker_main
 
-__all__ = ["WorkerPool", "WorkerProcess"]
+__all__ = ["WorkerPool", "WorkerProcess", "report_exit"]
 
 _SPARES = 1
 _context_lock = threading.Lock()
@@ -63,6 +63,14 @@ def _skip_main_module_in_workers() -> None:
         return data
 
     spawn.get_preparation_data = preparation_data
+
+
+def report_exit(worker: Any) -> None:
+    """Tell a worker's owner (its on_exit) that it ended; on a reaper's thread, which a
+    failing callback never ends."""
+    if worker is not None and worker.on_exit is not None:
+        with contextlib.suppress(Exception):
+            worker.on_exit(worker)
 
 
 class WorkerProcess:
@@ -208,9 +216,7 @@ class WorkerPool:
                     continue
                 with self._lock:
                     worker = self._live.pop(fd, None) if isinstance(fd, int) else None
-                if worker is not None and worker.on_exit is not None:
-                    with contextlib.suppress(Exception):  # a callback never ends the reaper
-                        worker.on_exit(worker)
+                report_exit(worker)
 
     def count(self) -> int:
         with self._lock:
