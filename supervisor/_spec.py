@@ -208,7 +208,17 @@ Supervisor.model_rebuild()
 ChildSpec.model_rebuild()
 
 
-_RAY_OWNED = frozenset({"max_restarts", "max_task_retries", "lifetime", "name", "namespace"})
+_RAY_OWNED = frozenset(
+    {
+        "max_restarts",  # restarts are the supervisor's
+        "max_task_retries",
+        "lifetime",  # a detached actor would outlive its system
+        "name",
+        "namespace",
+        "max_concurrency",  # the actor's protocol needs its own threads
+        "concurrency_groups",
+    }
+)
 
 
 def _check_ray_options(child: str, isolation: str, options: Mapping[str, Any]) -> None:
@@ -218,7 +228,7 @@ def _check_ray_options(child: str, isolation: str, options: Mapping[str, Any]) -
     bad = sorted(str(k) for k in options if not isinstance(k, str) or k in _RAY_OWNED)
     if bad:
         msg = (
-            f"ray_options of {child!r} may not set {', '.join(bad)}: restarts, names and "
-            "lifetimes of its actors are the supervisor's"
+            f"ray_options of {child!r} may not set {', '.join(bad)}: restarts, names, "
+            "lifetimes and concurrency of its actors are the supervisor's"
         )
         raise ValueError(msg)

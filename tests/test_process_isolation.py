@@ -53,6 +53,28 @@ class Worker(Agent):
         return ("worker", message)
 
 
+class Later(Agent):
+    """Leaves a thread behind that uses self.context after the message has been answered."""
+
+    def handle(self, message: Any) -> Any:
+        trigger, out = message
+
+        def later() -> None:
+            while not os.path.exists(trigger):
+                time.sleep(0.01)
+            try:
+                self.context.tell("root/echo", "between messages")
+                outcome = "sent"
+            except RuntimeError as exc:
+                outcome = f"refused: {exc}"
+            with open(out + ".tmp", "w", encoding="utf-8") as fh:
+                fh.write(outcome)
+            os.replace(out + ".tmp", out)
+
+        threading.Thread(target=later, daemon=True).start()
+        return "answered"
+
+
 class AsyncWorker(Agent):
     async def handle(self, message: Any) -> Any:
         await asyncio.sleep(0)
@@ -320,3 +342,20 @@ def test_metrics_show_where_an_agent_runs_its_worker_and_its_kills() -> None:
     assert 'hivekeeper_worker_rss_bytes{path="root/w"}' in body
     assert 'hivekeeper_worker_pid{path="root/echo"}' not in body
     wait_until(lambda: _gone(pid))
+
+
+def test_a_context_call_between_messages_is_refused_and_the_link_stays_whole(tmp_path) -> None:
+    """Between messages nobody in the parent listens for a context call: one made then (a
+    thread the handler left behind) must fail at once, not steal the next message."""
+    trigger, out = tmp_path / "go", tmp_path / "out"
+    tree = Supervisor(
+        "root",
+        children=[ChildSpec("l", Later, isolation="process"), ChildSpec("echo", Echo)],
+    )
+    with start(tree) as system:
+        assert system.ask("root/l", (str(trigger), str(out)), timeout=30.0).data == "answered"
+        trigger.touch()
+        wait_until(out.exists, timeout=20.0)
+        assert out.read_text(encoding="utf-8").startswith("refused: self.context.tell() outside")
+        again = system.ask("root/l", (str(tmp_path / "never"), str(tmp_path / "x")), timeout=30.0)
+        assert again.data == "answered"

@@ -194,6 +194,8 @@ def test_ray_options_are_checked_where_the_tree_is_declared() -> None:
         ChildSpec("w", Echo, ray_options={"num_cpus": 1})
     with pytest.raises(ValidationError, match="may not set max_restarts"):
         ChildSpec("w", Echo, isolation="ray", ray_options={"max_restarts": 3})
+    with pytest.raises(ValidationError, match="may not set max_concurrency"):
+        ChildSpec("w", Echo, isolation="ray", ray_options={"max_concurrency": 1})
     with pytest.raises(ValidationError, match="ray_options=\\{'memory'"):
         ChildSpec("w", Echo, isolation="ray", memory_limit_mb=512)
     with pytest.raises(ValidationError):

@@ -23,6 +23,7 @@ import contextlib
 import logging
 import os
 import threading
+import time
 from collections import deque
 from typing import Any
 
@@ -34,6 +35,7 @@ __all__ = ["RayPool", "RayRunner", "RayWorker"]
 
 _SPARES = 1
 _REAP_POLL_S = 0.1
+_KILL_GRACE_S = 5.0  # a call on a killed actor fails within this, whatever Ray says
 
 
 class RayRunner(ProcessRunner):
@@ -61,6 +63,7 @@ def _local_init_options() -> dict[str, Any]:
     own, and its servers listen on every interface; its token authentication (on by
     default) is what guards them, so it is left on."""
     return {
+        "address": "local",  # a new Ray, even where RAY_ADDRESS or a `ray start` node exists
         "include_dashboard": False,
         "num_cpus": os.cpu_count() or 1,
         "object_store_memory": 128 * 1024 * 1024,
@@ -85,7 +88,7 @@ def _acquire_ray(address: str | None) -> bool:
             ray.init(address=address, logging_level=logging.WARNING)
         else:
             ray.init(**_local_init_options())
-        _session_users = 1
+        _session_users += 1
         return True
 
 
@@ -95,7 +98,7 @@ def _release_ray() -> None:
 
     with _session_lock:
         _session_users -= 1
-        if _session_users == 0:
+        if _session_users == 0 and ray.is_initialized():
             ray.shutdown()
 
 
@@ -110,6 +113,7 @@ class _RayLink:
         self._handle = handle
         self._seq = 0
         self._pending: tuple[int, bytes] | None = None
+        self.killed_at: float | None = None  # set by RayWorker.kill: waits end soon after
 
     def send_bytes(self, buf: bytes) -> None:
         if self._pending is not None:
@@ -132,11 +136,19 @@ class _RayLink:
             if pending is not None
             else self._handle.take.remote()
         )
-        try:
-            data: bytes = ray.get(ref)
-        except ray.exceptions.RayError as exc:  # the actor died or was killed
-            raise EOFError(str(exc).splitlines()[0] if str(exc) else type(exc).__name__) from exc
-        return data
+        while True:
+            try:
+                data: bytes = ray.get(ref, timeout=_KILL_GRACE_S)
+            except ray.exceptions.GetTimeoutError:
+                killed = self.killed_at
+                if killed is not None and time.monotonic() - killed > _KILL_GRACE_S:
+                    # ray.kill did not reach it (GCS unreachable?): we gave up on it anyway
+                    raise EOFError("killed, and no word from Ray since") from None
+                continue
+            except ray.exceptions.RayError as exc:  # the actor died or was killed
+                text = str(exc).strip()
+                raise EOFError(text.splitlines()[0] if text else type(exc).__name__) from exc
+            return data
 
 
 class RayWorker:
@@ -173,6 +185,8 @@ class RayWorker:
     def kill(self) -> None:
         import ray  # noqa: PLC0415
 
+        if self.conn.killed_at is None:
+            self.conn.killed_at = time.monotonic()
         with contextlib.suppress(Exception):
             ray.kill(self.handle, no_restart=True)
 
@@ -213,7 +227,12 @@ class RayPool:
         self._owns_ray = _acquire_ray(address)
         import ray  # noqa: PLC0415
 
-        self._local_node = ray.get_runtime_context().get_node_id()
+        try:
+            self._local_node = ray.get_runtime_context().get_node_id()
+        except BaseException:
+            self._release()
+            raise
+        self._starting = 0  # actors being created now (close waits for them)
         self._lock = threading.Lock()
         self._spare_ready = threading.Condition(self._lock)
         self._filling: set[str] = set()  # keys a refill thread is making a spare for
@@ -229,6 +248,7 @@ class RayPool:
 
     def take(self, module: str | None, options: dict[str, Any], timeout: float) -> RayWorker:
         key = repr(sorted(options.items(), key=lambda kv: kv[0]))
+        deadline = time.monotonic() + timeout
         with self._lock:
             if module is not None and module != "__main__":
                 self._modules.setdefault(module, None)
@@ -242,12 +262,15 @@ class RayPool:
                 self._spare_ready.wait_for(
                     lambda: bool(spares) or key not in self._filling or self._closed, timeout
                 )
+            if self._closed:
+                msg = "the system is stopping: no new Ray actors"
+                raise RuntimeError(msg)
             worker = spares.popleft() if spares else None
-            refill = key not in self._filling and not self._closed
+            refill = key not in self._filling
             if refill:
                 self._filling.add(key)
         if worker is None or not worker.alive():
-            worker = self._start(options, timeout)
+            worker = self._start(options, max(0.1, deadline - time.monotonic()))
         if refill:
             threading.Thread(
                 target=self._refill, args=(key, options, timeout), name="hivekeeper-ray-spares",
@@ -256,20 +279,36 @@ class RayPool:
         return worker
 
     def _start(self, options: dict[str, Any], timeout: float) -> RayWorker:
+        """A new actor, placed and answering. Never after close(): Ray would start itself
+        again to make one (ray.remote initialises Ray on first use)."""
         import ray  # noqa: PLC0415
 
-        handle = remote_class().options(**options).remote()
-        try:
-            pid, node_id, actor_id = ray.get(handle.info.remote(), timeout=timeout)
-        except ray.exceptions.GetTimeoutError as exc:
-            with contextlib.suppress(Exception):
-                ray.kill(handle, no_restart=True)
-            msg = f"Ray could not place the actor within {timeout}s (ray_options={options!r})"
-            raise RuntimeError(msg) from exc
-        worker = RayWorker(handle, pid, node_id, actor_id, local=node_id == self._local_node)
         with self._lock:
-            self._live[worker.park_ref] = worker
-        return worker
+            if self._closed:
+                msg = "the system is stopping: no new Ray actors"
+                raise RuntimeError(msg)
+            self._starting += 1
+        try:
+            handle = remote_class().options(**options).remote()
+            try:
+                pid, node_id, actor_id = ray.get(handle.info.remote(), timeout=timeout)
+            except ray.exceptions.GetTimeoutError as exc:
+                with contextlib.suppress(Exception):
+                    ray.kill(handle, no_restart=True)
+                msg = f"Ray could not place the actor within {timeout:.1f}s ({options=})"
+                raise RuntimeError(msg) from exc
+            worker = RayWorker(handle, pid, node_id, actor_id, local=node_id == self._local_node)
+            with self._lock:
+                if not self._closed:
+                    self._live[worker.park_ref] = worker
+                    return worker
+            worker.kill()  # close() ran meanwhile
+            msg = "the system is stopping: no new Ray actors"
+            raise RuntimeError(msg)
+        finally:
+            with self._lock:
+                self._starting -= 1
+                self._spare_ready.notify_all()
 
     def _refill(self, key: str, options: dict[str, Any], timeout: float) -> None:
         """Make spares for `key` until there are enough (one thread per key at a time)."""
@@ -312,8 +351,9 @@ class RayPool:
                 continue
             try:
                 ready, _ = ray.wait(refs, num_returns=1, timeout=_REAP_POLL_S)
-            except Exception:  # noqa: BLE001 - Ray shutting down under us
-                return
+            except Exception:  # noqa: BLE001 - e.g. Ray shutting down under us
+                self._closing.wait(_REAP_POLL_S)
+                continue
             for ref in ready:
                 with self._lock:
                     worker = self._live.pop(ref, None)
@@ -332,9 +372,15 @@ class RayPool:
             self._spares.clear()
         for worker in workers:
             worker.kill()
+        with self._lock:  # actors being created now are killed as they come (see _start)
+            self._spare_ready.wait_for(lambda: self._starting == 0, timeout=10.0)
         self._closing.set()
         self._reaper.join(5.0)
         with self._lock:
             self._live.clear()
-        if self._owns_ray:
+        self._release()
+
+    def _release(self) -> None:
+        owns, self._owns_ray = self._owns_ray, False  # once, however often close() runs
+        if owns:
             _release_ray()

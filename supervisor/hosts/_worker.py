@@ -134,6 +134,16 @@ class _Worker:
         self.agent: Agent | None = None
         self.context: WorkerContext | None = None
         self.loop: asyncio.AbstractEventLoop | None = None
+        # True while the parent waits on a start, a message or a stop, and so serves what
+        # the agent asks of the tree; between them nobody listens for a context call
+        self.serving = False
+
+    def _finish(self, reply: bytes) -> None:
+        """The last reply to a start, a message or a stop: from now until the next one, the
+        parent serves no context call (one made meanwhile is refused, not lost)."""
+        with self.lock:
+            self.serving = False
+            self.conn.send_bytes(reply)
 
     def send(self, *message: Any) -> None:
         self.conn.send_bytes(cloudpickle.dumps(message))
@@ -149,6 +159,7 @@ class _Worker:
             except (EOFError, OSError):
                 return  # the parent is gone
             kind = message[0]
+            self.serving = kind in ("start", "call", "stop")
             if kind == "start":
                 self._start(*message[1:])
             elif kind == "call":
@@ -187,10 +198,10 @@ class _Worker:
             agent.on_start()
         except BaseException as exc:  # noqa: BLE001 - reported to the parent: a crash at start
             reason = "memory" if isinstance(exc, MemoryError) else None
-            self.send("start_failed", _describe(exc), reason)
+            self._finish(cloudpickle.dumps(("start_failed", _describe(exc), reason)))
             return
         self.agent = agent
-        self.send("started", os.getpid())
+        self._finish(cloudpickle.dumps(("started", os.getpid())))
 
     def _call(
         self,
@@ -214,19 +225,17 @@ class _Worker:
                 outcome = self._await(outcome)
         except BaseException as exc:  # noqa: BLE001 - a crash of this agent, reported
             reason = "memory" if isinstance(exc, MemoryError) else None
-            with self.lock:
-                self.send("crash", _describe(exc), reason)
+            self._finish(cloudpickle.dumps(("crash", _describe(exc), reason)))
             return
         finally:
             stop = context.end()
         try:
             blob = cloudpickle.dumps(("result", outcome, stop))
         except BaseException as exc:  # noqa: BLE001 - an answer that cannot cross is the agent's fault
-            with self.lock:
-                self.send("bad_result", f"the result cannot cross to the parent: {_describe(exc)}")
+            why = f"the result cannot cross to the parent: {_describe(exc)}"
+            self._finish(cloudpickle.dumps(("bad_result", why)))
             return
-        with self.lock:
-            self.conn.send_bytes(blob)
+        self._finish(blob)
 
     def _await(self, awaitable: Any) -> Any:
         if self.loop is None:
@@ -245,7 +254,7 @@ class _Worker:
             except BaseException as exc:  # noqa: BLE001 - a failing on_stop hook is reported
                 error = _describe(exc)
         with contextlib.suppress(OSError):
-            self.send("stopped", error)
+            self._finish(cloudpickle.dumps(("stopped", error)))
         sys.stdout.flush()
 
 
@@ -308,6 +317,12 @@ class WorkerContext:
     def _relay(self, op: str, *args: Any, **kwargs: Any) -> Any:
         worker = self._worker
         with worker.lock:
+            if not worker.serving:
+                msg = (
+                    f"self.context.{op}() outside a message, on_start or on_stop: in a worker "
+                    "process or Ray actor the tree is reached only while one of them runs"
+                )
+                raise RuntimeError(msg)
             worker.send("ctx", op, args, kwargs)
             _, ok, value = worker.receive()
         if not ok:

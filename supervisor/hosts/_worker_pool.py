@@ -151,6 +151,7 @@ class WorkerPool:
         self._live: dict[int, WorkerProcess] = {}  # sentinel -> worker
         self._closed = False
         self._modules: dict[str, None] = {}  # agents' modules a spare imports (ordered set)
+        self._filling = False  # a refill thread is starting spares
         self._wake_r, self._wake_w = os.pipe()
         self._reaper = threading.Thread(target=self._reap, name="hivekeeper-reaper", daemon=True)
         self._reaper.start()
@@ -166,12 +167,23 @@ class WorkerPool:
                 msg = "the system is stopping: no new worker processes"
                 raise RuntimeError(msg)
             worker = self._spares.popleft() if self._spares else None
+            refill = not self._filling
+            self._filling = True
         if worker is None or not worker.alive():
             worker = self._start()
-        threading.Thread(target=self._refill, name="hivekeeper-spares", daemon=True).start()
+        if refill:
+            threading.Thread(target=self._refill, name="hivekeeper-spares", daemon=True).start()
         return worker
 
     def _refill(self) -> None:
+        """Start spares until there are enough (one refill thread at a time)."""
+        try:
+            self._fill()
+        finally:
+            with self._lock:
+                self._filling = False
+
+    def _fill(self) -> None:
         with contextlib.suppress(RuntimeError, OSError):
             while True:
                 with self._lock:
@@ -195,12 +207,15 @@ class WorkerPool:
             target=worker_main, args=(child_end,), name=f"{_WORKER_NAME}:{self._name}"
         )
         process.daemon = True
-        process.start()
-        child_end.close()
-        worker = WorkerProcess(process, parent_end)
         with self._lock:
+            if self._closed:  # close() has taken its list of workers: none may start now
+                msg = "the system is stopping: no new worker processes"
+                raise RuntimeError(msg)
+            process.start()
+            worker = WorkerProcess(process, parent_end)
             self._live[process.sentinel] = worker
-        os.write(self._wake_w, b"w")  # the reaper now waits on this sentinel too
+            os.write(self._wake_w, b"w")  # the reaper now waits on this sentinel too
+        child_end.close()
         return worker
 
     def _reap(self) -> None:
