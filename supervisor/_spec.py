@@ -4,6 +4,7 @@ starts (OTP's check_childspec)."""
 from __future__ import annotations
 
 import re
+from collections import Counter
 from collections.abc import Callable, Iterator, Mapping
 from typing import Any, Literal
 
@@ -185,8 +186,8 @@ class Supervisor(BaseModel):
                 if not isinstance(item, (ChildSpec, Supervisor)):
                     msg = f"children must be ChildSpec or Supervisor, got {item!r}"
                     raise ValueError(msg)
-            ids = [c.id for c in items]
-            dupes = sorted({i for i in ids if ids.count(i) > 1})
+            counts = Counter(c.id for c in items)
+            dupes = sorted(i for i, n in counts.items() if n > 1)
             if dupes:
                 msg = f"duplicate child ids {dupes}: ids must be unique among siblings"
                 raise ValueError(msg)

@@ -1296,14 +1296,17 @@ def test_a_start_that_overruns_start_timeout_is_discarded(host, spec, tmp_path, 
             "slow",
             SlowStart,
             args=(str(pid_file), _hang_release(host, release)),
-            # a Ray actor placed cold takes ~2 s here, before on_start can run (and hang)
-            start_timeout=8.0 if host == "ray" else 0.5,
+            # a Ray actor placed cold takes ~2 s here (more on a loaded machine) before
+            # on_start can run, and hang
+            start_timeout=15.0 if host == "ray" else 0.5,
         )
         with pytest.raises(ChildStartError) as caught:
             system.start_child("root/conversations", slow, timeout=20.0)
         assert "start_timeout" in caught.value.cause or "0.5" in caught.value.cause
         assert "root/conversations/slow" not in system.paths()
         assert who(system, "root/ok")["echo"] == "who"
+        if host == "ray" and not pid_file.exists():
+            return  # the overrun came while Ray was still placing the actor: nothing to kill
         pid = int(pid_file.read_text(encoding="utf-8"))
         if host != "thread":
             wait_until(lambda: _gone(pid), timeout=10.0)  # the hung start was killed
