@@ -17,6 +17,7 @@ from ..delivery._messages import Shutdown, TimerFired
 from ..delivery._slot import AgentSlot, SlotState
 from ..hosts._host import ThreadHost
 from ._child_record import ChildRecord, settle
+from ._child_tally import ChildTally
 from ._node import SupervisorNode
 from ._states import NodeState, Phase
 
@@ -43,17 +44,28 @@ class ChildLifecycle:
         self._post = post
         self._spawn_supervisor = spawn_supervisor
         self._scheduler = tree.runtime.scheduler
-        self.children = [ChildRecord(c) for c in node.children]
+        self.tally = ChildTally()
+        self.children: list[ChildRecord] = []
+        self._by_node: dict[int, ChildRecord] = {}  # id(node) -> its record
+        for child in node.children:
+            self.add(ChildRecord(child))
 
     def find(self, node: Any, gen: int) -> ChildRecord | None:
         """The record of `node` if `gen` is the incarnation it is on (older reports are stale)."""
-        for rec in self.children:
-            if rec.node is node:
-                return rec if rec.gen == gen else None
-        return None
+        rec = self._by_node.get(id(node))
+        if rec is None or rec.node is not node:
+            return None
+        return rec if rec.gen == gen else None
+
+    def record_of(self, node: Any) -> ChildRecord | None:
+        rec = self._by_node.get(id(node))
+        return rec if rec is not None and rec.node is node else None
 
     def add(self, rec: ChildRecord) -> None:
         self.children.append(rec)
+        self._by_node[id(rec.node)] = rec
+        self.tally.enrol(rec)
+        rec.tally = self.tally
 
     def start(self, rec: ChildRecord) -> None:
         rec.not_before = None
@@ -122,6 +134,9 @@ class ChildLifecycle:
         answered. A start_child still waiting for it gets start_error (default: a stop_child
         removed it first)."""
         self.children.remove(rec)
+        self._by_node.pop(id(rec.node), None)
+        rec.tally = None
+        self.tally.withdraw(rec)
         self.set_down(rec, "remove")
         self.tree.remove_child(self.node, rec.node)
         self.event("child_removed", rec, reason=rec.purpose)

@@ -15,6 +15,7 @@ from ._states import NodeState, Phase, Want
 if TYPE_CHECKING:
     from .._scheduler import Timer
     from ..hosts._host import ThreadHost
+    from ._child_tally import ChildTally, Kinds
 
 __all__ = ["ChildRecord", "settle"]
 
@@ -26,6 +27,9 @@ _AFTER_STOP = {
     "remove": SlotState.REMOVED,
     "fail": SlotState.FAILED,
 }
+
+
+_TALLIED = frozenset({"phase", "want", "restart_pending", "first_start"})
 
 
 @dataclass(eq=False)
@@ -50,6 +54,19 @@ class ChildRecord:
     host: ThreadHost | None = None
     started_waiters: list[Any] = field(default_factory=list)  # start_child futures
     removed_waiters: list[Any] = field(default_factory=list)  # stop_child futures
+    # kept by its supervisor's ChildTally (see _child_tally.py), told of every change below
+    tally: ChildTally | None = field(default=None, repr=False)
+    order: int = field(default=0, repr=False)
+    kinds: Kinds | None = field(default=None, repr=False)
+    in_down_heap: bool = field(default=False, repr=False)
+    in_up_heap: bool = field(default=False, repr=False)
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        object.__setattr__(self, name, value)
+        if name in _TALLIED:
+            tally = self.__dict__.get("tally")
+            if tally is not None:
+                tally.changed(self)
 
     @property
     def held(self) -> bool:

@@ -12,6 +12,8 @@ start_child from its handler, or from on_start, while a sibling is starting or s
 
 from __future__ import annotations
 
+import contextlib
+
 from strategies import ExitKind
 
 from .._exceptions import ChildStartError, SupervisorUnavailableError, UnknownPathError
@@ -54,22 +56,23 @@ class DynamicChildren:
                 self._life.add(ChildRecord(node))
 
     def on_stop_child(self, msg: StopChild) -> None:
-        for rec in self._life.children:
-            if rec.node is msg.child:
-                rec.want = Want.REMOVE
-                rec.removed_waiters.append(msg.future)
-                return
+        rec = self._life.record_of(msg.child)
+        if rec is not None:
+            rec.want = Want.REMOVE
+            rec.removed_waiters.append(msg.future)
+            return
         # removed meanwhile (a concurrent stop_child, a temporary child that exited)
         path = getattr(msg.child, "path", str(msg.child))
         msg.future.set_exception(UnknownPathError(path, detail=f"{path} was already removed"))
 
     def start_new(self, terminating: bool) -> None:
         """First starts of children added by start_child: at once, whatever siblings do."""
-        if terminating:
+        if terminating or not self._life.tally.new_down:
             return
-        for rec in self._life.children:
-            if rec.first_start and rec.phase == Phase.DOWN and rec.want == Want.RUN:
-                self._life.start(rec)
+        with contextlib.closing(self._life.tally.down_to_run()) as down:
+            for rec in list(down):
+                if rec.first_start:
+                    self._life.start(rec)
 
     def start_failed(self, rec: ChildRecord, msg: Exited) -> None:
         """A child added by start_child exited before it ever started: discard it."""

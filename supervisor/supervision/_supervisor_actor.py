@@ -325,27 +325,31 @@ class SupervisorActor(pykka.ThreadingActor):
     # -- carrying decisions out ---------------------------------------------------------------
 
     def _reconcile(self) -> None:
+        """One step towards what the records want (see the module docstring). Each question
+        is asked of the tally, so a message costs O(log n), not a scan of every child."""
         if self.mode == Mode.DEAD:
             return
+        tally = self.life.tally
         self.dynamic.start_new(self.terminating)
-        if any(r.phase == Phase.STOPPING for r in self.children):
+        if tally.stopping:
             return
-        for rec in reversed(self.children):
-            if rec.phase in (Phase.RUNNING, Phase.STARTING) and (
-                rec.want != Want.RUN or rec.restart_pending or self.mode == Mode.TERMINATING
-            ):
-                self.life.stop(rec, self._stop_purpose(rec))
-                return
-        for rec in [r for r in self.children if r.want == Want.REMOVE and r.phase == Phase.DOWN]:
-            self.life.remove(rec)
+        stop = self._next_to_stop()
+        if stop is not None:
+            self.life.stop(stop, self._stop_purpose(stop))
+            return
+        if tally.remove_down:
+            for rec in [
+                r for r in self.children if r.want == Want.REMOVE and r.phase == Phase.DOWN
+            ]:
+                self.life.remove(rec)
         if self.mode == Mode.TERMINATING:
             self._finish_termination()
             return
-        if any(r.phase == Phase.STARTING and not r.first_start for r in self.children):
+        if tally.restarting:
             return
         now = self.clock.now()
-        for rec in self.children:
-            if rec.phase == Phase.DOWN and rec.want == Want.RUN:
+        with contextlib.closing(tally.down_to_run()) as down:  # in declaration order
+            for rec in down:
                 if rec.not_before is not None and now < rec.not_before:
                     continue
                 if self.life.held_for_abandoned(rec):
@@ -402,6 +406,21 @@ class SupervisorActor(pykka.ThreadingActor):
         self.stop()
 
     # -- helpers ---------------------------------------------------------------------------
+
+    def _next_to_stop(self) -> ChildRecord | None:
+        """The last child, in declaration order, that is up and should not be: when
+        terminating, any that is up; otherwise one to remove, stop or restart."""
+        tally = self.life.tally
+        if self.mode == Mode.TERMINATING:
+            return tally.last_up()
+        if not tally.to_stop:
+            return None
+        for rec in reversed(self.children):
+            if rec.phase in (Phase.RUNNING, Phase.STARTING) and (
+                rec.want != Want.RUN or rec.restart_pending
+            ):
+                return rec
+        return None
 
     def _stop_purpose(self, rec: ChildRecord) -> str:
         if self.mode == Mode.TERMINATING:
