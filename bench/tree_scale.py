@@ -1,0 +1,83 @@
+"""Large trees: declaring, starting, asking health of and stopping N idle agents, against
+raw pykka starting and stopping N actors in the same run.
+
+Run: python -m bench.tree_scale      (env: SIZES=100,1000,10000)
+Per size: declaration (building the Supervisor spec), start (start() until every agent has
+run on_start), system.health(), shutdown; raw pykka: ThreadingActor.start() N times, then
+stop each. Per-agent costs are printed so flatness across sizes can be read directly.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from typing import Any
+
+import pykka
+
+from actors import Agent
+from bench._common import quiet, rss_mib
+from strategies import OneForOne
+from supervisor import ChildSpec, Supervisor, start
+
+SIZES = [int(s) for s in os.environ.get("SIZES", "100,1000,10000").split(",")]
+
+
+class Echo(Agent):
+    def handle(self, message: Any) -> Any:
+        return message
+
+
+class RawEcho(pykka.ThreadingActor):
+    def on_receive(self, message: Any) -> Any:
+        return message
+
+
+def hivekeeper(n: int) -> dict[str, float]:
+    base = rss_mib()
+    t0 = time.perf_counter()
+    tree = Supervisor(
+        "root", strategy=OneForOne(), children=[ChildSpec(f"a{i}", Echo) for i in range(n)]
+    )
+    t1 = time.perf_counter()
+    system = start(tree, start_timeout=600.0)
+    t2 = time.perf_counter()
+    system.health()
+    t3 = time.perf_counter()
+    rss = rss_mib() - base
+    system.shutdown(timeout=600.0)
+    t4 = time.perf_counter()
+    return {"declare": t1 - t0, "start": t2 - t1, "health": t3 - t2, "stop": t4 - t3, "rss": rss}
+
+
+def raw(n: int) -> dict[str, float]:
+    t0 = time.perf_counter()
+    refs = [RawEcho.start() for _ in range(n)]
+    t1 = time.perf_counter()
+    for ref in refs:
+        ref.stop(block=False)
+    for ref in refs:
+        ref.actor_stopped.wait(600.0)
+    t2 = time.perf_counter()
+    return {"start": t1 - t0, "stop": t2 - t1}
+
+
+def main() -> None:
+    quiet()
+    print(f"trees of idle agents: {os.cpu_count()} cores")
+    print(
+        "  agents  declare s  start s (per agent)   raw pykka start s  ratio  health ms"
+        "  stop s (per agent)   raw stop s  RSS MiB"
+    )
+    for n in SIZES:
+        r = raw(n)
+        h = hivekeeper(n)
+        print(
+            f"  {n:6d}  {h['declare']:9.3f}  {h['start']:7.2f} ({h['start'] / n * 1e3:5.2f} ms)"
+            f"   {r['start']:17.2f}  {h['start'] / r['start']:5.2f}  {h['health'] * 1e3:9.0f}"
+            f"  {h['stop']:6.2f} ({h['stop'] / n * 1e3:5.2f} ms)   {r['stop']:10.2f}  {h['rss']:7.0f}"
+        )
+
+
+if __name__ == "__main__":
+    main()
