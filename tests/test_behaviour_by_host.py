@@ -1376,6 +1376,8 @@ with start(Supervisor("root", children=[ChildSpec("m", InMain, **hosted)])) as s
 """
 
 
+# not over "ray": the point is multiprocessing re-importing __main__ in a fork-server child,
+# which Ray does not do (a Ray agent declared in a script is covered by test_ray_isolation.py)
 @pytest.mark.parametrize("isolation", ["thread", pytest.param("process", marks=process_only)])
 def test_an_agent_declared_in_a_script_without_a_main_guard(isolation, tmp_path):
     script = tmp_path / "app.py"
