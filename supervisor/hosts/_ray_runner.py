@@ -29,7 +29,7 @@ from typing import Any
 
 from ._process_runner import ProcessRunner
 from ._ray_actor import remote_class
-from ._worker_pool import report_exit
+from ._worker_pool import process_rss_mb, report_exit
 
 __all__ = ["RayPool", "RayRunner", "RayWorker"]
 
@@ -205,14 +205,7 @@ class RayWorker:
     def rss_mb(self) -> float | None:
         if not self._local or self.pid is None:
             return None  # another node's /proc is not ours to read
-        try:
-            with open(f"/proc/{self.pid}/status", encoding="ascii") as fh:
-                for line in fh:
-                    if line.startswith("VmRSS:"):
-                        return int(line.split()[1]) / 1024
-        except (OSError, ValueError):
-            return None
-        return None
+        return process_rss_mb(self.pid)
 
     def close(self) -> None:
         self.kill()

@@ -26,7 +26,7 @@ import cloudpickle
 
 from ._worker import worker_main
 
-__all__ = ["WorkerPool", "WorkerProcess", "report_exit"]
+__all__ = ["WorkerPool", "WorkerProcess", "process_rss_mb", "report_exit"]
 
 _SPARES = 1
 _context_lock = threading.Lock()
@@ -63,6 +63,18 @@ def _skip_main_module_in_workers() -> None:
         return data
 
     spawn.get_preparation_data = preparation_data
+
+
+def process_rss_mb(pid: int) -> float | None:
+    """A process's resident memory, from /proc (Linux); None if it cannot be read."""
+    try:
+        with open(f"/proc/{pid}/status", encoding="ascii") as fh:
+            for line in fh:
+                if line.startswith("VmRSS:"):
+                    return int(line.split()[1]) / 1024
+    except (OSError, ValueError):
+        return None
+    return None
 
 
 def report_exit(worker: Any) -> None:
@@ -119,14 +131,7 @@ class WorkerProcess:
         return f"exit code {code}"
 
     def rss_mb(self) -> float | None:
-        try:
-            with open(f"/proc/{self.pid}/status", encoding="ascii") as fh:
-                for line in fh:
-                    if line.startswith("VmRSS:"):
-                        return int(line.split()[1]) / 1024
-        except (OSError, ValueError):
-            return None
-        return None
+        return process_rss_mb(self.pid)
 
     def close(self) -> None:
         """Make sure it is gone (on the owner's thread): a last chance to exit, then SIGKILL."""
