@@ -226,6 +226,7 @@ class RayPool:
             self._release()
             raise
         self._starting = 0  # actors being created now (close waits for them)
+        self._creating: set[Any] = set()  # their handles: close() kills them at once
         self._lock = threading.Lock()
         self._spare_ready = threading.Condition(self._lock)
         self._filling: set[str] = set()  # keys a refill thread is making a spare for
@@ -281,10 +282,16 @@ class RayPool:
                 msg = "the system is stopping: no new Ray actors"
                 raise RuntimeError(msg)
             self._starting += 1
+        handle = None
         try:
             handle = remote_class().options(**options).remote()
+            with self._lock:
+                self._creating.add(handle)
             try:
                 pid, node_id, actor_id = ray.get(handle.info.remote(), timeout=timeout)
+            except ray.exceptions.RayActorError as exc:  # killed by close() while placed
+                msg = "the system is stopping: no new Ray actors"
+                raise RuntimeError(msg) from exc
             except ray.exceptions.GetTimeoutError as exc:
                 with contextlib.suppress(Exception):
                     ray.kill(handle, no_restart=True)
@@ -300,6 +307,7 @@ class RayPool:
             raise RuntimeError(msg)
         finally:
             with self._lock:
+                self._creating.discard(handle)
                 self._starting -= 1
                 self._spare_ready.notify_all()
 
@@ -357,6 +365,8 @@ class RayPool:
             return len(self._live)
 
     def close(self) -> None:
+        import ray  # noqa: PLC0415
+
         with self._lock:
             self._closed = True
             self._spare_ready.notify_all()
@@ -365,6 +375,11 @@ class RayPool:
             self._spares.clear()
         for worker in workers:
             worker.kill()
+        with self._lock:
+            creating = list(self._creating)
+        for handle in creating:  # a placement still under way ends now, not when it is done
+            with contextlib.suppress(Exception):
+                ray.kill(handle, no_restart=True)
         with self._lock:  # actors being created now are killed as they come (see _start)
             self._spare_ready.wait_for(lambda: self._starting == 0, timeout=10.0)
         self._closing.set()
