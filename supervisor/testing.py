@@ -27,7 +27,7 @@ class EventLog:
 
     def __init__(self) -> None:
         self._events: list[dict[str, Any]] = []
-        self._cv = threading.Condition()
+        self._cv = threading.Condition(threading.Lock())  # not re-entrant: see _matching
 
     def __call__(self, event: dict[str, Any]) -> None:
         with self._cv:
@@ -46,12 +46,16 @@ class EventLog:
 
     def matching(self, event: str | None = None, **fields: Any) -> list[dict[str, Any]]:
         with self._cv:
-            return [
-                e
-                for e in self._events
-                if (event is None or e["event"] == event)
-                and all(e.get(k) == v for k, v in fields.items())
-            ]
+            return self._matching(event, fields)
+
+    def _matching(self, event: str | None, fields: dict[str, Any]) -> list[dict[str, Any]]:
+        """The lock held (a plain lock, not re-entrant)."""
+        return [
+            e
+            for e in self._events
+            if (event is None or e["event"] == event)
+            and all(e.get(k) == v for k, v in fields.items())
+        ]
 
     def names(self) -> list[str]:
         return [e["event"] for e in self]
@@ -61,7 +65,7 @@ class EventLog:
     ) -> list[dict[str, Any]]:
         """Block until `count` matching events were captured; AssertionError after timeout."""
         with self._cv:
-            ok = self._cv.wait_for(lambda: len(self.matching(event, **fields)) >= count, timeout)
+            ok = self._cv.wait_for(lambda: len(self._matching(event, fields)) >= count, timeout)
         if not ok:
             seen = [(e["event"], e.get("path")) for e in self]
             msg = f"waited {timeout}s for {count}x {event} {fields}; saw {seen}"

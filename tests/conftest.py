@@ -47,6 +47,17 @@ def pytest_runtest_setup(item: pytest.Item) -> None:
         _require_ray()
 
 
+def pytest_collection_finish(session: pytest.Session) -> None:
+    """Start Ray once, before any test's timeout runs: on a loaded machine ray.init takes
+    many seconds, which are no test's own."""
+    if any(item.get_closest_marker("ray") for item in session.items):
+        try:
+            import ray  # noqa: F401
+        except ImportError:
+            return  # each Ray test skips (or fails, in CI) on its own
+        _require_ray()
+
+
 def pytest_sessionfinish(session: pytest.Session) -> None:
     if _ray is not None:
         _ray.shutdown()

@@ -38,7 +38,7 @@ from supervisor import (
     UnknownPathError,
     start,
 )
-from supervisor.testing import capture_events, wait_until
+from supervisor.testing import EventLog, capture_events, wait_until
 
 # --------------------------------------------------------------------------- agents
 # Module-level, deterministic, and talking to the test only through messages, answers, args
@@ -348,9 +348,9 @@ class TreeGrower(Agent):
         op, arg = message
         try:
             if op == "start":
-                return {"ok": self.context.start_child("root/conversations", arg, timeout=10.0)}
+                return {"ok": self.context.start_child("root/conversations", arg, timeout=WAIT)}
             if op == "stop":
-                self.context.stop_child(arg, timeout=10.0)
+                self.context.stop_child(arg, timeout=WAIT)
                 return {"ok": None}
             return {"ok": self.context.ask(arg, "who", timeout=5.0).status.value}
         except HivekeeperError as exc:
@@ -391,7 +391,7 @@ class SpawnsOnStart(Agent):
         self.seen: Any = None
 
     def on_start(self) -> None:
-        path = self.context.start_child("root/conversations", self.helper, timeout=10.0)
+        path = self.context.start_child("root/conversations", self.helper, timeout=WAIT)
         self.seen = (path, self.context.ask(path, "from on_start", timeout=5.0).data["echo"])
 
     def handle(self, message: Any) -> Any:
@@ -479,15 +479,35 @@ _HOSTS = [
         if PROCESS_AVAILABLE
         else pytest.mark.skip(reason="isolation=process not available yet"),
     ),
-    pytest.param("ray", marks=pytest.mark.ray),
+    # a Ray actor starts in ~0.6 s here, several times that on a loaded machine: more time
+    pytest.param("ray", marks=(pytest.mark.ray, pytest.mark.timeout(180))),
 ]
 
 Spec = Callable[..., ChildSpec]
+WAIT = 10.0  # seconds any one wait of a test may take (RAY_WAIT while the host is Ray)
+RAY_WAIT = 60.0
 
 
 @pytest.fixture(params=_HOSTS)
-def host(request: pytest.FixtureRequest) -> str:
-    return str(request.param)
+def host(request: pytest.FixtureRequest) -> Iterator[str]:
+    """The host kind; for Ray, every wait of this file is longer (WAIT, and the defaults of
+    EventLog.wait_for and wait_until): on a loaded 2-core machine a Ray actor takes seconds
+    to start, where a thread takes a millisecond."""
+    global WAIT  # noqa: PLW0603 - read by every test here at call time
+    kind = str(request.param)
+    if kind != "ray":
+        yield kind
+        return
+    saved = (EventLog.wait_for.__kwdefaults__.copy(), wait_until.__defaults__)
+    WAIT = RAY_WAIT
+    EventLog.wait_for.__kwdefaults__["timeout"] = RAY_WAIT
+    wait_until.__defaults__ = (RAY_WAIT, 0.005)
+    try:
+        yield kind
+    finally:
+        WAIT = 10.0
+        EventLog.wait_for.__kwdefaults__.update(saved[0])
+        wait_until.__defaults__ = saved[1]
 
 
 @pytest.fixture
@@ -571,7 +591,7 @@ def no_process_leaks() -> Iterator[None]:
 
     yield
     try:
-        wait_until(lambda: not leftover(), timeout=10.0, interval=0.02)
+        wait_until(lambda: not leftover(), timeout=WAIT, interval=0.02)
     except AssertionError:
         pytest.fail(f"processes left behind by this test: {leftover()}")
 
@@ -593,7 +613,7 @@ def assert_hosted(host: str, answer: dict[str, Any]) -> None:
 
 
 def who(system: Any, path: str) -> dict[str, Any]:
-    answer = system.ask(path, "who", timeout=10.0)
+    answer = system.ask(path, "who", timeout=WAIT)
     assert answer.status is ExecutionStatus.SUCCESS, answer.error
     assert isinstance(answer.data, dict)
     return answer.data
@@ -626,7 +646,7 @@ def test_a_strategy_restarts_exactly_its_siblings(host, spec, strategy, restarte
         before = {k: who(system, f"root/{k}") for k in "abc"}
         for answer in before.values():
             assert_hosted(host, answer)
-        crashed = system.ask("root/b", "boom", timeout=10.0)
+        crashed = system.ask("root/b", "boom", timeout=WAIT)
         assert crashed.status is ExecutionStatus.FAILURE
         assert crashed.reason is FailureReason.CRASH
         assert "RuntimeError: boom!" in (crashed.error or "")
@@ -674,16 +694,16 @@ def test_a_sibling_being_restarted_finishes_its_message_and_its_queue_goes_on(
 def test_a_crashed_agent_is_restarted_fresh_and_the_next_ask_succeeds(spec):
     tree = Supervisor("root", children=[spec("c", Counter, kwargs={"start": 10})])
     with start(tree) as system:
-        assert system.ask("root/c", "x", timeout=10.0).data == 11
-        assert system.ask("root/c", "x", timeout=10.0).data == 12
-        crashed = system.ask("root/c", "boom", timeout=10.0)
+        assert system.ask("root/c", "x", timeout=WAIT).data == 11
+        assert system.ask("root/c", "x", timeout=WAIT).data == 12
+        crashed = system.ask("root/c", "boom", timeout=WAIT)
         assert crashed.status is ExecutionStatus.FAILURE
         assert crashed.reason is FailureReason.CRASH
         assert crashed.handled_by == "root/c"
         assert "RuntimeError: boom!" in (crashed.error or "")
         # the strategy was applied before the caller was answered
         assert system.health().actors["root/c"].restarts == 1
-        assert system.ask("root/c", "x", timeout=10.0).data == 11  # a fresh instance, same kwargs
+        assert system.ask("root/c", "x", timeout=WAIT).data == 11  # a fresh instance, same kwargs
         assert system.health().actors["root/c"].last_error == "RuntimeError: boom!"
 
 
@@ -694,15 +714,15 @@ def test_exhausting_the_root_budget_fails_the_tree(spec):
         children=[spec("bad", Ident), spec("good", Ident)],
     )
     with capture_events() as events, start(tree) as system:
-        assert system.ask("root/bad", "boom", timeout=10.0).status is ExecutionStatus.FAILURE
+        assert system.ask("root/bad", "boom", timeout=WAIT).status is ExecutionStatus.FAILURE
         assert system.state == "running"
-        assert system.ask("root/bad", "boom", timeout=10.0).status is ExecutionStatus.FAILURE
+        assert system.ask("root/bad", "boom", timeout=WAIT).status is ExecutionStatus.FAILURE
         wait_until(lambda: system.state == "failed")
         health = system.health()
         assert health.state == "failed"
         assert not health.healthy
         assert health.actors["root"].state == "failed"
-        answer = system.ask("root/good", "still there?", timeout=10.0)
+        answer = system.ask("root/good", "still there?", timeout=WAIT)
         assert answer.status is ExecutionStatus.FAILURE
         assert "tree failed" in (answer.error or "")
         assert "restart budget exhausted" in events.wait_for("tree_failed")[0]["reason"]
@@ -723,7 +743,7 @@ def test_a_subtree_that_gives_up_escalates_and_is_restarted_by_its_parent(host, 
     )
     with capture_events() as events, start(tree) as system:
         before = {p: who(system, p) for p in ("root/team/a", "root/team/b", "root/other")}
-        assert system.ask("root/team/a", "boom", timeout=10.0).status is ExecutionStatus.FAILURE
+        assert system.ask("root/team/a", "boom", timeout=WAIT).status is ExecutionStatus.FAILURE
         events.wait_for("supervisor_escalated", path="root/team")
         events.wait_for("child_started", path="root/team", count=2)
         after = {p: who(system, p) for p in before}
@@ -749,28 +769,28 @@ def test_restart_types_permanent_transient_and_temporary(spec):
     with capture_events() as events, start(tree) as system:
         # permanent: restarted even after a normal stop
         first = who(system, "root/perm")
-        assert system.ask("root/perm", "quit", timeout=10.0).status is ExecutionStatus.SUCCESS
+        assert system.ask("root/perm", "quit", timeout=WAIT).status is ExecutionStatus.SUCCESS
         events.wait_for("child_started", path="root/perm", count=2)
         assert who(system, "root/perm")["uid"] != first["uid"]
 
         # transient: restarted after a crash ...
         first = who(system, "root/trans")
-        assert system.ask("root/trans", "boom", timeout=10.0).status is ExecutionStatus.FAILURE
+        assert system.ask("root/trans", "boom", timeout=WAIT).status is ExecutionStatus.FAILURE
         events.wait_for("child_started", path="root/trans", count=2)
         assert who(system, "root/trans")["uid"] != first["uid"]
         # ... but left stopped after a normal stop
-        assert system.ask("root/trans", "quit", timeout=10.0).status is ExecutionStatus.SUCCESS
+        assert system.ask("root/trans", "quit", timeout=WAIT).status is ExecutionStatus.SUCCESS
         events.wait_for("child_exited", path="root/trans", count=2)
         wait_until(lambda: system.health().actors["root/trans"].state == "stopped")
-        stopped = system.ask("root/trans", "hello", timeout=10.0)
+        stopped = system.ask("root/trans", "hello", timeout=WAIT)
         assert stopped.status is ExecutionStatus.FAILURE
         assert "stopped" in (stopped.error or "")
 
         # temporary: never restarted, removed after its crash
-        assert system.ask("root/temp", "boom", timeout=10.0).status is ExecutionStatus.FAILURE
+        assert system.ask("root/temp", "boom", timeout=WAIT).status is ExecutionStatus.FAILURE
         events.wait_for("child_removed", path="root/temp")
         with pytest.raises(UnknownPathError):
-            system.ask("root/temp", "hello", timeout=10.0)
+            system.ask("root/temp", "hello", timeout=WAIT)
         assert "root/temp" not in system.paths()
         assert system.state == "running"
         assert len(events.matching("child_started", path="root/temp")) == 1
@@ -812,7 +832,7 @@ def test_a_handler_past_its_deadline_is_answered_timeout_and_replaced(host, spec
         if host != "thread":
             # the hung worker was killed (and reaped), not left sleeping
             assert after["pid"] != before["pid"]
-            wait_until(lambda: _gone(before["pid"]), timeout=10.0)
+            wait_until(lambda: _gone(before["pid"]), timeout=WAIT)
         else:
             # a thread cannot be killed: it is abandoned and runs on until its handler returns
             events.wait_for("child_abandoned", path="root/w")
@@ -835,7 +855,7 @@ def test_the_breaker_opens_after_fail_max_failures_and_rejects(spec, tmp_path):
     )
     with capture_events() as events, start(tree) as system:
         for _ in range(2):
-            answer = system.ask("root/p", "x", timeout=10.0)
+            answer = system.ask("root/p", "x", timeout=WAIT)
             assert answer.status is ExecutionStatus.INVALID_OUTPUT
             assert answer.error is not None
             assert "model returned junk" in answer.error
@@ -843,7 +863,7 @@ def test_the_breaker_opens_after_fail_max_failures_and_rejects(spec, tmp_path):
         assert breaker is not None
         assert breaker.state == "open"
         assert breaker.failures == 2
-        rejected = system.ask("root/p", "x", timeout=10.0)
+        rejected = system.ask("root/p", "x", timeout=WAIT)
         assert rejected.status is ExecutionStatus.REJECTED
         assert rejected.reason is FailureReason.BREAKER_OPEN
         assert "circuit open after 2 consecutive failures" in (rejected.error or "")
@@ -867,11 +887,11 @@ def test_an_open_breaker_over_crashes_hands_asks_to_the_fallback(spec):
     )
     with start(tree) as system:
         for _ in range(2):
-            crashed = system.ask("root/p", "boom", timeout=10.0)
+            crashed = system.ask("root/p", "boom", timeout=WAIT)
             assert crashed.fallback_used
             assert crashed.reason is FailureReason.CRASH
         assert system.health().actors["root/p"].restarts == 2
-        diverted = system.ask("root/p", "who", timeout=10.0)  # would succeed, never gets there
+        diverted = system.ask("root/p", "who", timeout=WAIT)  # would succeed, never gets there
         assert diverted.status is ExecutionStatus.SUCCESS
         assert diverted.fallback_used
         assert diverted.reason is FailureReason.BREAKER_OPEN
@@ -886,14 +906,14 @@ def test_an_open_breaker_over_crashes_hands_asks_to_the_fallback(spec):
 def test_a_fallback_answers_for_a_crashing_primary(host, spec):
     tree = Supervisor("root", children=[spec("p", Ident, fallback=Handoff)])
     with start(tree) as system:
-        answer = system.ask("root/p", "boom", timeout=10.0)
+        answer = system.ask("root/p", "boom", timeout=WAIT)
         assert answer.status is ExecutionStatus.SUCCESS
         assert answer.fallback_used
         assert answer.reason is FailureReason.CRASH
         assert answer.handled_by == "root/p#Handoff"
         assert answer.data == HANDOFF
         assert system.health().actors["root/p"].fallback_answers == 1
-        back = system.ask("root/p", "who", timeout=10.0)  # the restarted primary again
+        back = system.ask("root/p", "who", timeout=WAIT)  # the restarted primary again
         assert not back.fallback_used
         assert back.handled_by == "root/p"
         assert_hosted(host, back.data)
@@ -919,7 +939,7 @@ def test_a_fallback_answers_for_a_primary_past_its_deadline(host, spec, release)
         assert answer.reason is FailureReason.DEADLINE
         assert answer.handled_by == "root/p#Handoff"
         assert answer.data == HANDOFF
-        back = system.ask("root/p", "who", timeout=10.0)
+        back = system.ask("root/p", "who", timeout=WAIT)
         assert not back.fallback_used
         assert_hosted(host, back.data)
         if host == "thread":
@@ -930,7 +950,7 @@ def test_a_fallback_answers_for_a_primary_past_its_deadline(host, spec, release)
 def test_a_fallback_stage_hosted_the_same_way_answers_too(host, spec):
     tree = Supervisor("root", children=[spec("p", Ident, fallback=[spec("second", Stage)])])
     with start(tree) as system:
-        answer = system.ask("root/p", "boom", timeout=10.0)
+        answer = system.ask("root/p", "boom", timeout=WAIT)
         assert answer.status is ExecutionStatus.SUCCESS, answer.error
         assert answer.fallback_used
         assert answer.reason is FailureReason.CRASH
@@ -995,7 +1015,7 @@ def test_a_full_mailbox_rejects_while_the_agent_is_busy(spec, tmp_path, release)
         )
         wait_until(entered.exists)  # it is being handled: the mailbox is empty again
         queued = system.ask_future("root/w", "queued", timeout=30.0)
-        refused = system.ask("root/w", "one too many", timeout=10.0)
+        refused = system.ask("root/w", "one too many", timeout=WAIT)
         assert refused.status is ExecutionStatus.REJECTED
         assert refused.reason is FailureReason.MAILBOX_FULL
         assert refused.error == "root/w: mailbox full (1 queued)"
@@ -1003,7 +1023,7 @@ def test_a_full_mailbox_rejects_while_the_agent_is_busy(spec, tmp_path, release)
         release.touch()
         assert busy.result().data == "released"
         assert queued.result().data == "queued"
-        assert system.ask("root/w", "room again", timeout=10.0).data == "room again"
+        assert system.ask("root/w", "room again", timeout=WAIT).data == "room again"
 
 
 # --------------------------------------------------------------------------- dynamic children
@@ -1019,17 +1039,17 @@ def test_start_child_and_stop_child(host, spec):
         assert path == "root/conversations/conv-1"
         first = who(system, path)
         assert_hosted(host, first)
-        assert system.ask(path, "boom", timeout=10.0).status is ExecutionStatus.FAILURE
+        assert system.ask(path, "boom", timeout=WAIT).status is ExecutionStatus.FAILURE
         events.wait_for("child_started", path=path, count=2)
         second = who(system, path)
         assert second["uid"] != first["uid"]
         system.stop_child(path)
         with pytest.raises(UnknownPathError):
-            system.ask(path, "who", timeout=10.0)
+            system.ask(path, "who", timeout=WAIT)
         assert path not in system.paths()
         assert path not in system.health().actors
         if host != "thread":
-            wait_until(lambda: _gone(second["pid"]), timeout=10.0)
+            wait_until(lambda: _gone(second["pid"]), timeout=WAIT)
 
 
 # --------------------------------------------------------------------------- shutdown
@@ -1053,7 +1073,7 @@ def test_children_start_in_order_and_stop_in_reverse_order(spec, tmp_path):
     )
     with start(tree) as system:
         assert _read_lines(log) == ["start:a", "start:b", "start:c", "start:d"]
-        assert system.ask("root/team/c", "name?", timeout=10.0).data == "c"
+        assert system.ask("root/team/c", "name?", timeout=WAIT).data == "c"
     assert _read_lines(log) == [
         "start:a",
         "start:b",
@@ -1073,7 +1093,7 @@ def test_an_async_handler_answers(host, spec):
     with start(Supervisor("root", children=[spec("a", AsyncIdent)])) as system:
         first = who(system, "root/a")
         assert_hosted(host, first)
-        answers = [system.ask("root/a", i, timeout=10.0) for i in range(5)]
+        answers = [system.ask("root/a", i, timeout=WAIT) for i in range(5)]
         assert [a.data["echo"] for a in answers] == list(range(5))
         assert {a.data["uid"] for a in answers} == {first["uid"]}
 
@@ -1129,7 +1149,7 @@ def test_health_shows_how_each_agent_is_hosted(host, spec):
 def test_agents_ask_agents_and_the_trace_id_follows(spec):
     tree = Supervisor("root", children=[spec("a", Asker), spec("b", Asker)])
     with start(tree) as system:
-        answer = system.ask("root/a", {"ask": "root/b", "then": "hi"}, timeout=10.0, trace_id="t-1")
+        answer = system.ask("root/a", {"ask": "root/b", "then": "hi"}, timeout=WAIT, trace_id="t-1")
         assert answer.status is ExecutionStatus.SUCCESS, answer.error
         assert answer.data["status"] == "success"
         assert answer.data["trace"] == "t-1"
@@ -1141,7 +1161,7 @@ def test_an_ask_cycle_ends_at_once_with_ask_cycle(spec):
     with start(tree) as system:
         # a asks b, b asks a back: a is waiting on b, so b's ask would wait on itself
         message = {"ask": "root/b", "then": {"ask": "root/a", "then": "x"}}
-        answer = system.ask("root/a", message, timeout=10.0)
+        answer = system.ask("root/a", message, timeout=WAIT)
         assert answer.status is ExecutionStatus.SUCCESS, answer.error
         inner = answer.data["data"]
         assert inner["status"] == "timeout"
@@ -1160,14 +1180,14 @@ def test_a_heartbeat_keeps_a_long_handler_past_its_message_timeout(spec):
 
 def test_an_input_model_refuses_bad_messages_without_a_crash(spec):
     with start(Supervisor("root", children=[spec("o", Orders)])) as system:
-        good = system.ask("root/o", {"order_id": 7}, timeout=10.0)
+        good = system.ask("root/o", {"order_id": 7}, timeout=WAIT)
         assert good.status is ExecutionStatus.SUCCESS, good.error
         assert good.data["order"] == 7
-        bad = system.ask("root/o", {"order_id": "seven"}, timeout=10.0)
+        bad = system.ask("root/o", {"order_id": "seven"}, timeout=WAIT)
         assert bad.status is ExecutionStatus.INVALID_INPUT
         assert bad.reason is FailureReason.INVALID_INPUT
         assert "Order" in (bad.error or "")
-        again = system.ask("root/o", {"order_id": 8}, timeout=10.0)
+        again = system.ask("root/o", {"order_id": 8}, timeout=WAIT)
         assert again.data["uid"] == good.data["uid"]  # the same instance: nothing crashed
         assert system.health().actors["root/o"].restarts == 0
 
@@ -1182,7 +1202,7 @@ def test_system_exit_and_keyboard_interrupt_in_a_handler_are_crashes(host, spec)
         other = who(system, "root/other")
         for n, message in enumerate(("exit", "interrupt"), start=2):
             first = who(system, "root/x")
-            crashed = system.ask("root/x", message, timeout=10.0)
+            crashed = system.ask("root/x", message, timeout=WAIT)
             assert crashed.status is ExecutionStatus.FAILURE
             assert crashed.reason is FailureReason.CRASH
             events.wait_for("child_started", path="root/x", count=n)
@@ -1241,7 +1261,7 @@ def test_a_child_busy_at_shutdown_is_given_up_and_its_callers_answered(host, spe
     assert left.status is ExecutionStatus.FAILURE
     assert "shut down" in (left.error or "")
     if host != "thread":
-        wait_until(lambda: _gone(before["pid"]), timeout=10.0)
+        wait_until(lambda: _gone(before["pid"]), timeout=WAIT)
 
 
 # --------------------------------------------------------------------------- edges
@@ -1250,7 +1270,7 @@ def test_a_child_busy_at_shutdown_is_given_up_and_its_callers_answered(host, spe
 def test_an_async_handler_asks_another_agent(host, spec):
     tree = Supervisor("root", children=[spec("a", AsyncAsker), spec("b", Ident)])
     with start(tree) as system:
-        answer = system.ask("root/a", {"ask": "root/b", "then": "hi"}, timeout=10.0)
+        answer = system.ask("root/a", {"ask": "root/b", "then": "hi"}, timeout=WAIT)
         assert answer.status is ExecutionStatus.SUCCESS, answer.error
         assert answer.data["status"] == "success"
         assert answer.data["data"]["echo"] == "hi"
@@ -1283,7 +1303,7 @@ def test_a_deadline_overrun_counts_as_a_breaker_failure(host, spec, release):
     with start(tree) as system:
         hung = system.ask("root/w", "hang", timeout=20.0)
         assert hung.reason is FailureReason.DEADLINE
-        rejected = system.ask("root/w", "who", timeout=10.0)
+        rejected = system.ask("root/w", "who", timeout=WAIT)
         assert rejected.status is ExecutionStatus.REJECTED
         assert rejected.reason is FailureReason.BREAKER_OPEN
 
@@ -1309,7 +1329,7 @@ def test_a_start_that_overruns_start_timeout_is_discarded(host, spec, tmp_path, 
             return  # the overrun came while Ray was still placing the actor: nothing to kill
         pid = int(pid_file.read_text(encoding="utf-8"))
         if host != "thread":
-            wait_until(lambda: _gone(pid), timeout=10.0)  # the hung start was killed
+            wait_until(lambda: _gone(pid), timeout=WAIT)  # the hung start was killed
 
 
 def test_an_on_stop_that_hangs_is_given_up_at_shutdown_timeout(host, spec, release):
@@ -1318,9 +1338,9 @@ def test_an_on_stop_that_hangs_is_given_up_at_shutdown_timeout(host, spec, relea
         children=[spec("s", SlowStop, args=(_hang_release(host, release),), shutdown_timeout=0.5)],
     )
     with start(tree) as system:
-        pid = system.ask("root/s", "who", timeout=10.0).data["pid"]
+        pid = system.ask("root/s", "who", timeout=WAIT).data["pid"]
     if host != "thread":
-        wait_until(lambda: _gone(pid), timeout=10.0)
+        wait_until(lambda: _gone(pid), timeout=WAIT)
 
 
 def test_a_deadline_passing_while_the_handler_waits_on_another_agent(host, spec, release):
@@ -1335,7 +1355,7 @@ def test_a_deadline_passing_while_the_handler_waits_on_another_agent(host, spec,
         hung = system.ask("root/a", {"ask": "root/b", "then": "hang"}, timeout=20.0)
         assert hung.status is ExecutionStatus.TIMEOUT
         assert hung.reason is FailureReason.DEADLINE
-        after = system.ask("root/a", "who", timeout=10.0)  # the replacement, at once
+        after = system.ask("root/a", "who", timeout=WAIT)  # the replacement, at once
         assert after.status is ExecutionStatus.SUCCESS, after.error
         assert after.data["path"] == "root/a"
         assert system.health().actors["root/a"].restarts == 1
@@ -1351,11 +1371,11 @@ def test_a_local_class_and_a_lambda_are_factories_too(host, spec):
 
     tree = Supervisor("root", children=[spec("l", Local), spec("f", lambda: Counter(start=41))])
     with start(tree) as system:
-        answer = system.ask("root/l", "hi", timeout=10.0)
+        answer = system.ask("root/l", "hi", timeout=WAIT)
         assert answer.status is ExecutionStatus.SUCCESS, answer.error
         assert answer.data["local"] == "hi"
         assert_hosted(host, answer.data)
-        assert system.ask("root/f", "x", timeout=10.0).data == 42
+        assert system.ask("root/f", "x", timeout=WAIT).data == 42
 
 
 _MAIN_SCRIPT = """
@@ -1416,7 +1436,7 @@ def test_an_llm_agent_declared_the_readme_way_answers(spec):
     llm = ScriptedLLM([ANSWER])
     tree = Supervisor("root", children=[spec("desk", desk_class(ToolLog()), kwargs={"llm": llm})])
     with start(tree) as system:
-        answer = system.ask("root/desk", TICKET, timeout=10.0)
+        answer = system.ask("root/desk", TICKET, timeout=WAIT)
         assert answer.status is ExecutionStatus.SUCCESS, answer.error
         assert answer.data == Decision(action="respond", reply="on its way")
 
@@ -1428,7 +1448,7 @@ def test_an_llm_agents_events_and_state_reach_the_parent(spec):
         capture_events() as events,
         start(Supervisor("root", children=[spec("desk", make_desk)])) as system,
     ):
-        answer = system.ask("root/desk", TICKET, timeout=10.0)
+        answer = system.ask("root/desk", TICKET, timeout=WAIT)
         assert answer.status is ExecutionStatus.SUCCESS, answer.error
         assert answer.data == Decision(action="respond", reply="on its way")
         health = system.health().actors["root/desk"]
@@ -1503,7 +1523,7 @@ def test_time_left_follows_the_systems_clock(spec, tmp_path, release):
     """Every timed decision reads the system's clock (README, Testing your trees): with a
     FakeClock, time_left moves when the test moves the clock, and only then."""
     clock, entered = FakeClock(), tmp_path / "entered"
-    tree = Supervisor("root", children=[spec("t", TimeLeft, message_timeout=10.0)])
+    tree = Supervisor("root", children=[spec("t", TimeLeft, message_timeout=WAIT)])
     with start(tree, clock=clock) as system:
         pending = system.ask_future(
             "root/t", {"entered": str(entered), "release": str(release)}, timeout=100.0
@@ -1523,7 +1543,7 @@ def test_a_blocking_ask_in_an_async_handler_fails_at_once(spec):
     fails at once with a clear error (use ask_async)."""
     tree = Supervisor("root", children=[spec("a", AsyncBlockingAsk), spec("b", Ident)])
     with start(tree) as system:
-        answer = system.ask("root/a", "root/b", timeout=10.0)
+        answer = system.ask("root/a", "root/b", timeout=WAIT)
         assert answer.status is ExecutionStatus.SUCCESS, answer.error
         assert answer.data["refused"] is not None
         assert "ask_async" in answer.data["refused"]
@@ -1565,7 +1585,7 @@ def test_an_agent_grows_the_tree_from_its_on_start(host, spec):
         ],
     )
     with start(tree) as system:
-        answer = system.ask("root/spawner", "what did on_start see?", timeout=10.0)
+        answer = system.ask("root/spawner", "what did on_start see?", timeout=WAIT)
         assert answer.status is ExecutionStatus.SUCCESS, answer.error
         assert answer.data == ("root/conversations/helper", "from on_start")
         assert_hosted(host, who(system, "root/conversations/helper"))
@@ -1583,7 +1603,7 @@ def test_hung_workers_are_killed_so_max_abandoned_is_never_reached():
         for _ in range(3):
             hung = system.ask("root/w", "hang", timeout=20.0)
             assert hung.reason is FailureReason.DEADLINE
-            answer = system.ask("root/w", "who", timeout=10.0)
+            answer = system.ask("root/w", "who", timeout=WAIT)
             assert answer.status is ExecutionStatus.SUCCESS, answer.error
         health = system.health().actors["root/w"]
         assert health.restarts == 3
@@ -1596,7 +1616,7 @@ def test_an_agent_tells_another_from_its_on_stop(spec, tmp_path):
     tree = Supervisor("root", children=[spec("recorder", Recorder, args=(str(log),))])
     with start(tree) as system:
         path = system.start_child("root", spec("leaver", SaysGoodbye))
-        assert system.ask(path, "hi", timeout=10.0).data == "hi"
+        assert system.ask(path, "hi", timeout=WAIT).data == "hi"
         system.stop_child(path)
         wait_until(lambda: _read_lines(log) == ["goodbye from root/leaver"], timeout=5.0)
 
@@ -1640,7 +1660,7 @@ def test_a_worker_killed_from_outside_mid_message_answers_that_message(tmp_path,
         assert f"worker process {pid}" in (answer.error or "")
         assert "SIGKILL" in (answer.error or "")
         events.wait_for("child_started", path="root/w", count=2)
-        assert system.ask("root/w", "after", timeout=10.0).data == "after"
+        assert system.ask("root/w", "after", timeout=WAIT).data == "after"
         assert system.health().actors["root/w"].restarts == 1
 
 
@@ -1649,10 +1669,10 @@ def test_what_cannot_be_pickled_is_refused_and_the_worker_carries_on():
     tree = Supervisor("root", children=[_process_spec("h", Hoarder)])
     with start(tree) as system:
         first = who(system, "root/h")
-        refused = system.ask("root/h", threading.Lock(), timeout=10.0)
+        refused = system.ask("root/h", threading.Lock(), timeout=WAIT)
         assert refused.status is ExecutionStatus.INVALID_INPUT
         assert "cannot cross" in (refused.error or "")
-        bad = system.ask("root/h", "lock", timeout=10.0)
+        bad = system.ask("root/h", "lock", timeout=WAIT)
         assert bad.status is ExecutionStatus.INVALID_OUTPUT
         assert "cannot cross" in (bad.error or "")
         after = who(system, "root/h")
@@ -1678,7 +1698,7 @@ def test_a_worker_over_its_memory_limit_fails_the_message_and_is_replaced():
         after = who(system, "root/h")
         assert after["uid"] != first["uid"]
         assert after["pid"] != first["pid"]  # a worker that ran out is not reused
-        wait_until(lambda: _gone(first["pid"]), timeout=10.0)
+        wait_until(lambda: _gone(first["pid"]), timeout=WAIT)
 
 
 _ORPHAN_SCRIPT = """
@@ -1715,7 +1735,7 @@ def test_a_worker_never_outlives_its_parent(tmp_path):
     [pid] = [
         int(line.split()[1]) for line in done.stdout.splitlines() if line.startswith("WORKER ")
     ]
-    wait_until(lambda: _dead(pid), timeout=10.0, interval=0.02)
+    wait_until(lambda: _dead(pid), timeout=WAIT, interval=0.02)
 
 
 @process_only

@@ -20,6 +20,8 @@ from strategies import Backoff, OneForOne
 from supervisor import ChildSpec, FakeClock, Supervisor, render_metrics, start
 from supervisor.testing import wait_until
 
+pytestmark = pytest.mark.timeout(180)  # Ray actors start slowly on a loaded machine
+
 
 class RayAgent(Agent):
     def handle(self, message: Any) -> Any:
