@@ -1523,7 +1523,7 @@ def test_time_left_follows_the_systems_clock(spec, tmp_path, release):
     """Every timed decision reads the system's clock (README, Testing your trees): with a
     FakeClock, time_left moves when the test moves the clock, and only then."""
     clock, entered = FakeClock(), tmp_path / "entered"
-    tree = Supervisor("root", children=[spec("t", TimeLeft, message_timeout=WAIT)])
+    tree = Supervisor("root", children=[spec("t", TimeLeft, message_timeout=10.0)])
     with start(tree, clock=clock) as system:
         pending = system.ask_future(
             "root/t", {"entered": str(entered), "release": str(release)}, timeout=100.0
