@@ -53,7 +53,7 @@ def _wait_for_file(path: str, bound: float) -> bool:
     while not os.path.exists(path):
         if time.monotonic() >= end:
             return False
-        time.sleep(0.01)
+        time.sleep(0.01)  # sleep-ok: the file is written by another process: no event to wait on
     return True
 
 
@@ -112,7 +112,7 @@ class Hanger(Agent):
     def handle(self, message: Any) -> Any:
         if message == "hang":
             if self.release is None:
-                time.sleep(_HANG_SECONDS)
+                time.sleep(_HANG_SECONDS)  # sleep-ok: the hang under test (its worker is killed)
             else:
                 _wait_for_file(self.release, _HANG_SECONDS)
             return "woke up"
@@ -230,7 +230,7 @@ class Beating(Agent):
 
     def handle(self, message: Any) -> Any:
         for _ in range(int(message)):
-            time.sleep(0.1)
+            time.sleep(0.1)  # sleep-ok: the work that heartbeats
             self.context.heartbeat()
         return "done"
 
@@ -307,7 +307,7 @@ class SlowStart(Agent):
     def on_start(self) -> None:
         Path(self.pid_file).write_text(str(os.getpid()), encoding="utf-8")
         if self.release is None:
-            time.sleep(_HANG_SECONDS)
+            time.sleep(_HANG_SECONDS)  # sleep-ok: the hang under test (its worker is killed)
         else:
             _wait_for_file(self.release, _HANG_SECONDS)
 
@@ -323,7 +323,7 @@ class SlowStop(Agent):
 
     def on_stop(self) -> None:
         if self.release is None:
-            time.sleep(_HANG_SECONDS)
+            time.sleep(_HANG_SECONDS)  # sleep-ok: the hang under test (its worker is killed)
         else:
             _wait_for_file(self.release, _HANG_SECONDS)
 

@@ -34,7 +34,7 @@ class Worker(Agent):
         if message == "pid":
             return os.getpid()
         if message == "sleep":
-            time.sleep(60)
+            time.sleep(60)  # sleep-ok: the hang under test (its worker is killed)
         if message == "exit":
             os._exit(1)
         if message == "segfault":
@@ -61,7 +61,7 @@ class Later(Agent):
 
         def later() -> None:
             while not os.path.exists(trigger):
-                time.sleep(0.01)
+                time.sleep(0.01)  # sleep-ok: polls a file the test writes, from a worker
             try:
                 self.context.tell("root/echo", "between messages")
                 outcome = "sent"
@@ -280,7 +280,7 @@ _ORPHAN_SCRIPT = textwrap.dedent(
     from supervisor import ChildSpec, Supervisor, start
     system = start(Supervisor("root", children=[ChildSpec("w", Worker, isolation="process")]))
     print(system.ask("root/w", "pid", timeout=30.0).data, flush=True)
-    time.sleep(60)
+    time.sleep(60)  # sleep-ok: the parent that gets SIGTERMed
     """
 )
 

@@ -31,7 +31,7 @@ class RayAgent(Agent):
         if message == "handle":
             return context.current_actor  # so the test can ray.kill it from outside
         if message == "sleep":
-            time.sleep(60)
+            time.sleep(60)  # sleep-ok: the hang under test (its actor is killed)
         if message == "lock":
             return threading.Lock()
         if message == "ask":
