@@ -28,6 +28,7 @@ from actors import ExecutionResult, ExecutionStatus, FailureReason
 from .._events import emit
 from ._context import HostContext
 from ._outcome import RemoteCrash, describe
+from ._worker import Channel
 from ._worker_pool import WorkerPool
 
 if TYPE_CHECKING:
@@ -37,12 +38,6 @@ if TYPE_CHECKING:
 __all__ = ["ProcessRunner", "RemoteWorker"]
 
 _OPS = frozenset({"ask", "tell", "start_child", "stop_child", "time_left"})
-
-
-class _Link(Protocol):
-    def send_bytes(self, buf: bytes) -> None: ...
-
-    def recv_bytes(self) -> bytes: ...
 
 
 class RemoteWorker(Protocol):
@@ -56,7 +51,7 @@ class RemoteWorker(Protocol):
     def pid(self) -> int | None: ...
 
     @property
-    def conn(self) -> _Link: ...
+    def conn(self) -> Channel: ...
 
     @property
     def label(self) -> str: ...

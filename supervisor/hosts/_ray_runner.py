@@ -360,10 +360,6 @@ class RayPool:
                     worker = self._live.pop(ref, None)
                 report_exit(worker)
 
-    def count(self) -> int:
-        with self._lock:
-            return len(self._live)
-
     def close(self) -> None:
         import ray  # noqa: PLC0415
 

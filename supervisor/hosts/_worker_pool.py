@@ -238,10 +238,6 @@ class WorkerPool:
                     worker = self._live.pop(fd, None) if isinstance(fd, int) else None
                 report_exit(worker)
 
-    def count(self) -> int:
-        with self._lock:
-            return len(self._live)
-
     def close(self) -> None:
         """End every worker (spares and any left running) and the reaper."""
         with self._lock:

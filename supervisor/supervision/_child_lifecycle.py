@@ -52,10 +52,8 @@ class ChildLifecycle:
 
     def find(self, node: Any, gen: int) -> ChildRecord | None:
         """The record of `node` if `gen` is the incarnation it is on (older reports are stale)."""
-        rec = self._by_node.get(id(node))
-        if rec is None or rec.node is not node:
-            return None
-        return rec if rec.gen == gen else None
+        rec = self.record_of(node)
+        return rec if rec is not None and rec.gen == gen else None
 
     def record_of(self, node: Any) -> ChildRecord | None:
         rec = self._by_node.get(id(node))
