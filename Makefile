@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed
 # optional extras to install too, e.g. HIVEKEEPER_EXTRAS=ray (CI sets it: the Ray tests run there)
 HIVEKEEPER_EXTRAS ?=
 
-.PHONY: demo test lint unit bench soak clean
+.PHONY: demo test lint unit bench bench-all soak clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -31,8 +31,12 @@ lint: $(STAMP)
 unit: $(STAMP)
 	$(BIN)/python -m pytest -q
 
-## make bench: the benchmarks (run on a quiet machine; they print ratios vs raw pykka)
+## make bench: every performance target in one table, vs raw pykka in the same run (quiet machine)
 bench: $(STAMP)
+	$(BIN)/python -m bench
+
+## make bench-all: the other benchmarks too (cascade, agent layer, a short chaos soak)
+bench-all: bench
 	$(BIN)/python -m bench.run_all
 
 ## make soak: the full chaos soak (100 agents, 100,000 asks)

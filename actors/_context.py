@@ -61,6 +61,22 @@ class AgentContext(Protocol):
         message_timeout or the caller's ask timeout); None without one or outside a handler.
         Pass it down to slow calls (an LLM request) so they give up in time."""
 
+    @property
+    def attempt(self) -> int:
+        """Which delivery of the current message this is: 1 the first time; more after a
+        crash of its handler (a retry) or, for a durable mailbox, of the whole process (0
+        outside a handler)."""
+
+    @property
+    def redelivered(self) -> bool:
+        """The current message was delivered before (attempt > 1): it may have been handled
+        already, in part or whole; make its effects idempotent."""
+
+    def mark_dirty(self) -> None:
+        """With ChildSpec(persist=True): save the snapshot after this message even if it
+        compares equal to the last saved one (e.g. state changed in place where snapshot()
+        cannot see it). Harmless otherwise."""
+
     def start_child(self, supervisor: str, spec: Any, *, timeout: float | None = None) -> str:
         """Add a child (a ChildSpec or Supervisor) under the running supervisor at path
         `supervisor` and wait until it has started; returns its path (e.g. one agent per

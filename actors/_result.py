@@ -32,6 +32,8 @@ class FailureReason(StrEnum):
     ABANDONED_LIMIT = "abandoned_limit"  # down: too many of its hung handlers still running
     MEMORY = "memory"  # its worker process went over memory_limit_mb
     UNAVAILABLE = "unavailable"  # stopped, removed, restarting with backoff, tree failed
+    DUPLICATE = "duplicate"  # a durable agent's store has this idempotency key already
+    STORE_ERROR = "store_error"  # a durable agent's store could not keep the message
     INVALID_INPUT = "invalid_input"
     INVALID_OUTPUT = "invalid_output"
     TOOL_REFUSED = "tool_refused"  # the model kept proposing tool calls the guard refused

@@ -1,8 +1,9 @@
 """Ask round trip: raw pykka vs hivekeeper, measured in one run, interleaved.
 
 Run: python -m bench.ask_latency     (env: REPEATS=5 N=20000)
-Variants: raw pykka ref.ask(msg, timeout=1.0) (the anchor); hivekeeper system.ask with the
-default ChildSpec (30 s message deadline armed); without a deadline; with a circuit breaker.
+Variants: raw pykka ref.ask(msg, timeout=1.0) (the anchor); hivekeeper system.ask to an agent
+with a message deadline, a circuit breaker and a fallback (the issue's target); with the
+default ChildSpec (30 s message deadline armed); without a deadline.
 Prints p50/p99 per variant (median over repeats) and the ratio to raw pykka.
 """
 
@@ -10,14 +11,16 @@ from __future__ import annotations
 
 import os
 import statistics
+import sys
 import time
 from collections.abc import Callable
 from typing import Any
 
 import pykka
 
-from actors import Agent
+from actors import Agent, Rule, RuleBasedAgent
 from bench._common import pct, quiet
+from bench._table import Row, main_for, ratio_row
 from strategies import BreakerPolicy
 from supervisor import ChildSpec, Supervisor, start
 
@@ -45,27 +48,36 @@ def sample(fn: Callable[[int], Any], n: int) -> tuple[float, float]:
     return pct(out, 0.5) / 1e3, pct(out, 0.99) / 1e3
 
 
-def main() -> None:
+class Stand(RuleBasedAgent):
+    rules = (Rule(when=lambda m: True, reply=lambda m: "fallback"),)
+
+
+FULL = "hivekeeper ask (deadline + breaker + fallback)"
+RAW = "raw pykka ref.ask(timeout=1.0)"
+
+
+def measure() -> dict[str, tuple[float, float]]:
+    """p50/p99 in microseconds per variant: the median over REPEATS interleaved runs."""
     quiet()
     tree = Supervisor(
         "bench",
         children=[
+            ChildSpec("full", Echo, breaker=BreakerPolicy(), fallback=Stand),
             ChildSpec("deadline", Echo),
             ChildSpec("plain", Echo, message_timeout=None),
-            ChildSpec("breaker", Echo, breaker=BreakerPolicy()),
         ],
     )
     ref = RawEcho.start()
     with start(tree) as system:
         variants: dict[str, Callable[[int], Any]] = {
-            "raw pykka ref.ask(timeout=1.0)": lambda i: ref.ask(i, timeout=1.0),
-            "hivekeeper ask (message deadline on)": lambda i: system.ask(
+            RAW: lambda i: ref.ask(i, timeout=1.0),
+            FULL: lambda i: system.ask("bench/full", i, timeout=1.0),
+            "hivekeeper ask (message deadline only)": lambda i: system.ask(
                 "bench/deadline", i, timeout=1.0
             ),
             "hivekeeper ask (no message deadline)": lambda i: system.ask(
                 "bench/plain", i, timeout=1.0
             ),
-            "hivekeeper ask (with breaker)": lambda i: system.ask("bench/breaker", i, timeout=1.0),
         }
         for fn in variants.values():
             sample(fn, 2000)
@@ -74,16 +86,34 @@ def main() -> None:
             for name, fn in variants.items():
                 results[name].append(sample(fn, N))
     ref.stop()
-    base = statistics.median(p50 for p50, _ in results["raw pykka ref.ask(timeout=1.0)"])
-    base99 = statistics.median(p99 for _, p99 in results["raw pykka ref.ask(timeout=1.0)"])
+    return {
+        name: (statistics.median(r[0] for r in runs), statistics.median(r[1] for r in runs))
+        for name, runs in results.items()
+    }
+
+
+def rows() -> list[Row]:
+    got = measure()
+    (full50, full99), (raw50, raw99) = got[FULL], got[RAW]
+    return [
+        ratio_row("ask p50 (deadline + breaker + fallback)", full50, raw50, "us", 1.10),
+        ratio_row("ask p99 (deadline + breaker + fallback)", full99, raw99, "us", 1.25),
+    ]
+
+
+def main() -> None:
+    got = measure()
+    base50, base99 = got[RAW]
     print(f"ask round trip, median of {REPEATS} x {N} asks")
-    for name, runs in results.items():
-        p50 = statistics.median(r[0] for r in runs)
-        p99 = statistics.median(r[1] for r in runs)
+    for name, (p50, p99) in got.items():
         print(
-            f"  {name:40s} p50 {p50:7.1f} us  p99 {p99:7.1f} us   ratio p50 {p50 / base:4.2f}x  p99 {p99 / base99:4.2f}x"
+            f"  {name:48s} p50 {p50:7.1f} us  p99 {p99:7.1f} us"
+            f"   ratio p50 {p50 / base50:4.2f}x  p99 {p99 / base99:4.2f}x"
         )
 
 
 if __name__ == "__main__":
-    main()
+    if "--rows" in sys.argv[1:]:
+        main_for(rows)
+    else:
+        main()

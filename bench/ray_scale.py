@@ -72,10 +72,10 @@ def main() -> None:
     quiet()
     logging.getLogger("ray").setLevel(logging.ERROR)
     t0 = time.perf_counter()
-    from supervisor.hosts._ray_runner import _local_init_options  # noqa: PLC0415
+    from supervisor.hosts._ray_session import local_init_options  # noqa: PLC0415
 
     os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
-    ray.init(**_local_init_options(), log_to_driver=False)
+    ray.init(**local_init_options(), log_to_driver=False)
     ray_start = time.perf_counter() - t0
     # warm up every mode once: the fork server and Ray's first worker start are not measured
     for mode in MODES:

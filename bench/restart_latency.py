@@ -12,6 +12,7 @@ import logging
 import os
 import queue
 import statistics
+import sys
 import time
 from typing import Any
 
@@ -19,6 +20,7 @@ import pykka
 
 from actors import Agent
 from bench._common import pct, quiet
+from bench._table import Row, main_for, ratio_row
 from strategies import OneForOne
 from supervisor import ChildSpec, Supervisor, start
 
@@ -84,7 +86,8 @@ def hk_restarts(k: int) -> list[float]:
     return out
 
 
-def main() -> None:
+def measure() -> tuple[tuple[float, float], tuple[float, float]]:
+    """(raw p50, p99), (hivekeeper p50, p99) in microseconds: medians over REPEATS runs."""
     quiet()
     raw_restarts(50)
     hk_restarts(50)
@@ -95,12 +98,26 @@ def main() -> None:
         hk.append((pct(h, 0.5), pct(h, 0.99)))
     r50, r99 = statistics.median(x[0] for x in raw), statistics.median(x[1] for x in raw)
     h50, h99 = statistics.median(x[0] for x in hk), statistics.median(x[1] for x in hk)
+    return (r50, r99), (h50, h99)
+
+
+def rows() -> list[Row]:
+    (r50, _), (h50, _) = measure()
+    return [ratio_row("crash -> replacement answering p50", h50, r50, "us", 0.5)]
+
+
+def main() -> None:
+    (r50, r99), (h50, h99) = measure()
     print(f"crash -> replacement ready, median of {REPEATS} x {K} restarts")
     print(f"  raw pykka naive restart       p50 {r50:7.1f} us  p99 {r99:7.1f} us")
     print(
-        f"  hivekeeper one_for_one        p50 {h50:7.1f} us  p99 {h99:7.1f} us   ratio p50 {h50 / r50:4.2f}x  p99 {h99 / r99:4.2f}x"
+        f"  hivekeeper one_for_one        p50 {h50:7.1f} us  p99 {h99:7.1f} us"
+        f"   ratio p50 {h50 / r50:4.2f}x  p99 {h99 / r99:4.2f}x"
     )
 
 
 if __name__ == "__main__":
-    main()
+    if "--rows" in sys.argv[1:]:
+        main_for(rows)
+    else:
+        main()

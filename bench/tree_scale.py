@@ -10,6 +10,7 @@ stop each. Per-agent costs are printed so flatness across sizes can be read dire
 from __future__ import annotations
 
 import os
+import sys
 import time
 from typing import Any
 
@@ -17,6 +18,7 @@ import pykka
 
 from actors import Agent
 from bench._common import quiet, rss_mib
+from bench._table import Row, main_for, ratio_row, value_row
 from strategies import OneForOne
 from supervisor import ChildSpec, Supervisor, start
 
@@ -62,16 +64,43 @@ def raw(n: int) -> dict[str, float]:
     return {"start": t1 - t0, "stop": t2 - t1}
 
 
-def main() -> None:
+def measure() -> list[tuple[int, dict[str, float], dict[str, float]]]:
     quiet()
+    raw(100)  # warm-up: the first threads of a process cost more
+    return [(n, hivekeeper(n), raw(n)) for n in SIZES]
+
+
+def rows() -> list[Row]:
+    runs = measure()
+    print_scaling(runs)
+    n, h, r = runs[-1]
+    per_start = [hk["start"] / size for size, hk, _ in runs]
+    per_stop = [hk["stop"] / size for size, hk, _ in runs]
+    flat = 1.5
+    out = [
+        value_row(f"declare {n:,} agents", h["declare"], "s", 0.2),
+        value_row(f"start {n:,} agents", h["start"], "s", 1.5, raw=r["start"]),
+        ratio_row(f"start {n:,} agents vs raw pykka", h["start"], r["start"], "s", 0.5),
+        value_row(f"stop {n:,} agents", h["stop"], "s", 1.5, raw=r["stop"]),
+        value_row(f"RSS of {n:,} idle agents", h["rss"], "MiB", 1024),
+    ]
+    for what, per in (("start", per_start), ("stop", per_stop)):
+        spread = max(per) / min(per)
+        sizes = f"{runs[0][0]:,}..{n:,}"
+        out.append(
+            Row(f"per-agent {what} cost, max/min over {sizes}", spread, None, "x",
+                f"<= {flat}x", spread <= flat)
+        )  # fmt: skip
+    return out
+
+
+def print_scaling(runs: list[tuple[int, dict[str, float], dict[str, float]]]) -> None:
     print(f"trees of idle agents: {os.cpu_count()} cores")
     print(
         "  agents  declare s  start s (per agent)   raw pykka start s  ratio  health ms"
         "  stop s (per agent)   raw stop s  RSS MiB"
     )
-    for n in SIZES:
-        r = raw(n)
-        h = hivekeeper(n)
+    for n, h, r in runs:
         print(
             f"  {n:6d}  {h['declare']:9.3f}  {h['start']:7.2f} ({h['start'] / n * 1e3:5.2f} ms)"
             f"   {r['start']:17.2f}  {h['start'] / r['start']:5.2f}  {h['health'] * 1e3:9.0f}"
@@ -79,5 +108,12 @@ def main() -> None:
         )
 
 
+def main() -> None:
+    print_scaling(measure())
+
+
 if __name__ == "__main__":
-    main()
+    if "--rows" in sys.argv[1:]:
+        main_for(rows)
+    else:
+        main()

@@ -18,13 +18,16 @@ from ._exceptions import (
 from ._spec import ChildSpec, Supervisor
 from .delivery._breaker import BreakerState
 from .delivery._dead_letters import DeadLetter
+from .hosts._ray_session import warm_ray_actors
 from .inspect._health import ActorHealth, BreakerHealth, RateLimitHealth, TreeHealth
+from .inspect._health_models import StoreHealth
 from .inspect._http import HealthServer, serve_http
 from .inspect._http_guard import HttpLimits
 from .inspect._logging import configure_logging
 from .inspect._metrics import TreeCollector, metrics_registry, render_metrics
 from .system._asking import PendingAsk
-from .system._system import System, start
+from .system._start import start
+from .system._system import System
 
 __all__ = [
     "ActorHealth",
@@ -47,6 +50,7 @@ __all__ = [
     "PendingAsk",
     "RateLimitHealth",
     "ResultError",
+    "StoreHealth",
     "Supervisor",
     "SupervisorUnavailableError",
     "System",
@@ -61,4 +65,5 @@ __all__ = [
     "serve_http",
     "start",
     "subscribe",
+    "warm_ray_actors",
 ]

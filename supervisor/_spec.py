@@ -22,7 +22,7 @@ _ID = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.:-]*$")
 
 
 def _check_id(value: str) -> str:
-    if not _ID.match(value):
+    if not _ID.fullmatch(value):
         msg = (
             f"invalid id {value!r}: use letters, digits and _ . : - "
             "('/' separates path segments and '#' marks fallbacks)"
@@ -63,6 +63,15 @@ class ChildSpec(BaseModel):
     ray_options: with isolation="ray" (the agent is a Ray actor, on any node of the cluster),
       what Ray's `.options()` gets: num_cpus, num_gpus, memory, resources,
       scheduling_strategy, ... (never max_restarts: restarts are the supervisor's).
+    persist: keep the agent's state in the system's store (start(tree, store=...)): the
+      agent defines snapshot() -> dict (JSON-able, or a pydantic model) and restore(state);
+      the snapshot is saved after every message that changed it and restored before
+      on_start on every restart and on the next start of the same tree and store.
+    durable: the agent's mailbox is in the store: a tell/ask returns (is accepted) only once
+      the message is committed, and a message is deleted once handled; on start, messages
+      not yet handled are delivered again first, in order (at least once).
+    passivate_after: with persist=True, seconds without a message after which the agent is
+      stopped (its state saved) until its next message starts it again with that state.
     """
 
     model_config = ConfigDict(frozen=True, extra="forbid", arbitrary_types_allowed=True)
@@ -86,6 +95,9 @@ class ChildSpec(BaseModel):
     isolation: Isolation = "thread"
     memory_limit_mb: int | None = Field(default=None, ge=32)
     ray_options: Mapping[str, Any] | None = None
+    persist: bool = False
+    durable: bool = False
+    passivate_after: float | None = Field(default=None, gt=0.0, le=MAX_SECONDS)
 
     def __init__(self, id: str, factory: Callable[..., Any] | None = None, /, **data: Any) -> None:
         if factory is not None:
@@ -133,6 +145,32 @@ class ChildSpec(BaseModel):
             msg = (
                 f"memory_limit_mb needs isolation='process' (the OS enforces it on a worker "
                 f"process; {self.id!r} runs on a thread of this process)"
+            )
+            raise ValueError(msg)
+        return self
+
+    @model_validator(mode="after")
+    def _check_durability(self) -> ChildSpec:
+        if self.persist and self.isolation != "thread":
+            msg = (
+                f"persist=True needs isolation='thread' for now ({self.id!r} has "
+                f"isolation={self.isolation!r}: its state lives in another process)"
+            )
+            raise ValueError(msg)
+        factory = self.factory
+        if self.persist and isinstance(factory, type):
+            wanted = ("snapshot", "restore")
+            missing = [m for m in wanted if not callable(getattr(factory, m, None))]
+            if missing:
+                msg = (
+                    f"persist=True needs {factory.__name__} to define snapshot(self) -> dict "
+                    f"and restore(self, state); it has no {' or '.join(missing)}()"
+                )
+                raise ValueError(msg)
+        if self.passivate_after is not None and not self.persist:
+            msg = (
+                f"passivate_after needs persist=True ({self.id!r} would lose its state "
+                "when passivated)"
             )
             raise ValueError(msg)
         return self

@@ -211,7 +211,7 @@ def run(
     Ctrl-C; then shut it down in order and print a summary. With --on-start MODULE:FUNC,
     FUNC(system) gets the running System first."""
     from .inspect._logging import configure_logging  # noqa: PLC0415
-    from .system._system import start  # noqa: PLC0415
+    from .system._start import start  # noqa: PLC0415
 
     spec = load_tree(target)
     hook = load_hook(on_start) if on_start else None

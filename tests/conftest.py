@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import multiprocessing
 import os
@@ -17,6 +18,8 @@ _PROCESS_WIDE = ("pytest_timeout", "MainThread")
 
 
 _ray: Any = None  # one local Ray for the whole session: it takes seconds to start
+_ray_spares = contextlib.ExitStack()  # its warm actors, kept across the tests' systems
+_RAY_SPARES = 3  # each Ray test finds its actors (and their replacements) warm
 
 
 def _require_ray() -> Any:
@@ -31,10 +34,13 @@ def _require_ray() -> Any:
         if os.environ.get("HIVEKEEPER_REQUIRE_RAY") == "1":
             pytest.fail("Ray is required here (HIVEKEEPER_REQUIRE_RAY=1): pip install '.[ray]'")
         pytest.skip("Ray is not installed (pip install '.[ray]')")
-    from supervisor.hosts._ray_runner import _local_init_options
+    from supervisor import warm_ray_actors
+    from supervisor.hosts._ray_session import local_init_options
 
     os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
-    ray.init(**_local_init_options(), log_to_driver=False)
+    ray.init(**local_init_options(), log_to_driver=False)
+    # a cold actor takes 5-15 s on a loaded machine: no test should wait for one
+    _ray_spares.enter_context(warm_ray_actors(_RAY_SPARES))
     _ray = ray
     return ray
 
@@ -60,6 +66,7 @@ def pytest_collection_finish(session: pytest.Session) -> None:
 
 def pytest_sessionfinish(session: pytest.Session) -> None:
     if _ray is not None:
+        _ray_spares.close()
         _ray.shutdown()
 
 

@@ -25,11 +25,33 @@ _CHAIN_ON = frozenset(
 )
 
 
+_NOT_THERE = frozenset({FailureReason.UNAVAILABLE, FailureReason.ABANDONED_LIMIT})
+
+
 def finish(env: Envelope, result: ExecutionResult) -> None:
-    """Answer env (first answer wins) and mark it done."""
+    """Answer env (first answer wins) and mark it done. A durable message is acknowledged
+    in the store now, unless its agent was not there to handle it (stopped, removed, down):
+    then it stays pending for the agent's next start."""
     env.done = True
+    if env.seq is not None and not env.settled and result.reason not in _NOT_THERE:
+        durability = env.origin.durability
+        if durability is not None:
+            durability.settle(env)
     if env.reply is not None:
         env.reply.set(result)
+    elif env.unclaimed and not env.dead_lettered:  # an ask whose caller died with its process
+        env.dead_lettered = True
+        env.origin.runtime.dead_letters.post(
+            path=env.origin.path,
+            reason="unclaimed",
+            message=env.message,
+            message_id=env.msg_id,
+            trace_id=env.trace_id,
+            attempts=env.prior_attempts + env.attempts,
+            error=f"answered {result.status.value} after a restart; its caller was gone"
+            + (f": {result.error}" if result.error else ""),
+            persist=True,
+        )
 
 
 def give_up(
@@ -78,6 +100,7 @@ def give_up(
             trace_id=env.trace_id,
             attempts=env.attempts,
             error="; ".join(env.errors),
+            persist=env.seq is not None,
         )
     finish(
         env,

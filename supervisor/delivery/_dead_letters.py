@@ -13,7 +13,7 @@ import sys
 import threading
 import time
 from collections import Counter, deque
-from collections.abc import Mapping
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict
@@ -59,14 +59,26 @@ class DeadLetter(BaseModel):
     attempts: int
     error: str | None = None
     at: float  # wall-clock seconds, for display
+    restored: bool = False  # kept in the store by an earlier run (a durable agent's)
 
 
 class DeadLetterOffice:
+    """The system's dead letters: the last `keep` kept, every one counted. `sink` (set when
+    the system has a store) also keeps those of durable agents' messages in the store, and
+    restore() brings back the ones an earlier run kept there."""
+
     def __init__(self, keep: int = 10_000) -> None:
         self._kept: deque[DeadLetter] = deque(maxlen=keep)
         self._counts: Counter[str] = Counter()
         self._by_path: Counter[str] = Counter()
         self._lock = threading.Lock()
+        self.sink: Callable[[DeadLetter], None] | None = None
+        self.keep = keep
+
+    def restore(self, letters: Iterable[DeadLetter]) -> None:
+        """Letters of an earlier run, kept (marked restored), not counted again."""
+        with self._lock:
+            self._kept.extend(letter.model_copy(update={"restored": True}) for letter in letters)
 
     def post(
         self,
@@ -78,7 +90,9 @@ class DeadLetterOffice:
         trace_id: str,
         attempts: int,
         error: str | None = None,
+        persist: bool = False,
     ) -> None:
+        """persist: a durable agent's message, kept in the store too (through `sink`)."""
         kept, type_name, size, preview = summarize(message)
         letter = DeadLetter(
             path=path,
@@ -97,6 +111,9 @@ class DeadLetterOffice:
             self._kept.append(letter)
             self._counts[reason] += 1
             self._by_path[path] += 1
+        sink = self.sink
+        if persist and sink is not None:
+            sink(letter)
         emit(
             "message_dead_lettered",
             level="warning",

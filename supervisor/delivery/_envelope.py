@@ -30,7 +30,10 @@ class Envelope:
     fallback chain); stage: -1 while with the primary, i while with fallback i; attempts:
     deliveries to the primary; chain: paths blocked in asks waiting on this message (cycle
     detection); trial: admitted as a breaker's half-open trial; done: answered or discarded;
-    dead_lettered: recorded in the dead-letter office (once)."""
+    dead_lettered: recorded in the dead-letter office (once). With a durable mailbox: seq is
+    the message's number in the store; prior_attempts its deliveries before this process
+    (recovered); begun: this delivery is recorded in the store; settled: acknowledged there;
+    unclaimed: an ask recovered from the store, whose caller is gone with its process."""
 
     message: Any
     reply: Reply | None
@@ -50,3 +53,8 @@ class Envelope:
     first_status: Any = None  # ExecutionStatus of the first stage that could not answer
     first_reason: Any = None  # its FailureReason
     otel_context: Any = None  # the caller's OpenTelemetry context (tracing on)
+    seq: int | None = None
+    prior_attempts: int = 0
+    begun: bool = False
+    settled: bool = False
+    unclaimed: bool = False

@@ -20,6 +20,7 @@ if TYPE_CHECKING:
 __all__ = [
     "Adopt",
     "Exited",
+    "Passivate",
     "Reconcile",
     "Shutdown",
     "StartChild",
@@ -27,6 +28,7 @@ __all__ = [
     "StopChild",
     "Stopped",
     "TimerFired",
+    "Wake",
 ]
 
 
@@ -79,6 +81,17 @@ class StartChild:
 class StopChild:
     child: Any  # AgentSlot | SupervisorNode
     future: Future[None]
+
+
+@dataclass(frozen=True, slots=True)
+class Passivate:
+    child: Any  # AgentSlot: idle for its passivate_after (checked again by the supervisor)
+    gen: int
+
+
+@dataclass(frozen=True, slots=True)
+class Wake:
+    child: Any  # AgentSlot: a message came for it while passivated
 
 
 @dataclass(frozen=True, slots=True)

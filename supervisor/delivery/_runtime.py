@@ -12,12 +12,15 @@ from typing import TYPE_CHECKING, Any, TypeVar
 from .._clock import Clock
 from .._otel import Tracing
 from .._scheduler import Scheduler
+from ..store import Store
 from ._dead_letters import DeadLetterOffice
+from ._durable import AgentDurability
 from ._rate_limiter import Limiters
 
 if TYPE_CHECKING:
     from actors import ExecutionResult
 
+    from .._spec import ChildSpec
     from ._envelope import Envelope
 
 __all__ = ["Runtime"]
@@ -48,6 +51,7 @@ class Runtime:
     tracing: Tracing | None = None
     name: str = "hivekeeper"  # the root's id, to name worker processes
     ray_address: str | None = None  # the Ray cluster Ray agents join (None: a local Ray)
+    store: Store | None = None  # where durable mailboxes and persisted state are kept
     limiters: Limiters = field(init=False)  # the rate limiters of this system's slots
 
     # what a kind of host needs once per system (the worker processes of process agents),
@@ -57,6 +61,18 @@ class Runtime:
 
     def __post_init__(self) -> None:
         self.limiters = Limiters(self.clock)
+
+    def durability_for(self, path: str, spec: ChildSpec) -> AgentDurability | None:
+        """The durability of the agent at `path`, if its spec asks for any."""
+        if not (spec.durable or spec.persist):
+            return None
+        if self.store is None:
+            msg = (
+                f"{path} has durable={spec.durable}, persist={spec.persist}: it needs a "
+                "store, start(tree, store='sqlite:///path/to/state.db')"
+            )
+            raise ValueError(msg)
+        return AgentDurability(self.store, path, durable=spec.durable, persist=spec.persist)
 
     def service(self, key: str, make: Callable[[], _S]) -> _S:
         """This system's `key` service, made by `make()` on first use."""

@@ -11,6 +11,7 @@ the primary cannot, give_up() hands it to the next fallback or answers with the 
 
 from __future__ import annotations
 
+import itertools
 import threading
 from collections import deque
 from enum import StrEnum
@@ -21,6 +22,8 @@ from actors import ExecutionResult, ExecutionStatus, FailureReason
 from .._events import emit
 from ._answering import finish, give_up
 from ._breaker import BreakerState, SlotBreaker
+from ._durable import PREFETCH
+from ._messages import Wake
 from ._stats import SlotStats
 
 if TYPE_CHECKING:
@@ -44,10 +47,17 @@ class SlotState(StrEnum):
     STOPPED = "stopped"  # stopped for good (normal exit, shutdown); messages are answered
     FAILED = "failed"  # the tree failed; fallback answers, else FAILURE at once
     REMOVED = "removed"  # deleted (temporary child, stop_child); the path is gone
+    PASSIVATED = "passivated"  # stopped while idle, state saved; its next message wakes it
 
 
 _QUEUEING = frozenset(
-    {SlotState.STARTING, SlotState.RUNNING, SlotState.RESTARTING, SlotState.STOPPING}
+    {
+        SlotState.STARTING,
+        SlotState.RUNNING,
+        SlotState.RESTARTING,
+        SlotState.STOPPING,
+        SlotState.PASSIVATED,
+    }
 )
 _DEGRADED = frozenset({SlotState.BACKOFF, SlotState.DOWN})
 _CLOSED = frozenset({SlotState.STOPPED, SlotState.FAILED, SlotState.REMOVED})
@@ -94,6 +104,8 @@ class AgentSlot:
         self.rate_timer: Timer | None = None  # wakes the host when a token is due
         self.held_because: str | None = None  # DOWN: too many abandoned threads still running
         self.dynamic = False  # added by start_child (not in its supervisor's declaration)
+        # a durable mailbox / persisted state (None for fallbacks: theirs is the primary's)
+        self.durability = runtime.durability_for(path, spec) if kind == "agent" else None
 
     # -- routing ---------------------------------------------------------------------------
 
@@ -134,6 +146,8 @@ class AgentSlot:
                 divert = (ExecutionStatus.FAILURE, *self._refusal(state))
         if wake is not None:
             wake.wake()
+        elif state is SlotState.PASSIVATED and divert is None:
+            self.parent.post(Wake(self))  # its supervisor starts it again (once: it checks)
         if dropped is not None:
             self._dead_letter(
                 dropped, "mailbox_overflow", f"dropped oldest: mailbox full ({limit})"
@@ -234,6 +248,11 @@ class AgentSlot:
                 )  # fmt: skip
 
     # -- rate limit (the caller holds the lock) --------------------------------------------
+
+    def queued_behind(self) -> list[Envelope]:
+        """The head of the queue (what a durable agent's prefetch may record)."""
+        with self.lock:
+            return list(itertools.islice(self.queue, PREFETCH))
 
     def _cannot_wait_for_rate(self, env: Envelope) -> bool:
         """Would env, queued behind what is queued now, miss its deadline for want of a token?"""
@@ -430,4 +449,5 @@ class AgentSlot:
             trace_id=env.trace_id,
             attempts=env.attempts,
             error=error,
+            persist=env.seq is not None,
         )

@@ -74,6 +74,20 @@ class HostContext:
     def time_left(self) -> float | None:
         return self._host.time_left()
 
+    @property
+    def attempt(self) -> int:
+        env = self._host.current
+        return env.prior_attempts + env.attempts if env is not None else 0
+
+    @property
+    def redelivered(self) -> bool:
+        return self.attempt > 1
+
+    def mark_dirty(self) -> None:
+        durability = self._host.slot.durability
+        if durability is not None:
+            durability.dirty = True
+
     def start_child(
         self, supervisor: str, spec: ChildSpec | Supervisor, *, timeout: float | None = None
     ) -> str:

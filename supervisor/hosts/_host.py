@@ -36,12 +36,14 @@ from ._runner import AgentRunner, make_runner
 
 if TYPE_CHECKING:
     from .._scheduler import Timer
+    from ..delivery._durable import AgentDurability
     from ..delivery._envelope import Envelope
     from ..delivery._slot import AgentSlot
 
 __all__ = ["ThreadHost", "describe"]
 
 _WAKE = "hivekeeper.wake"
+_PASSED_ON = frozenset({"failure", "timeout", "invalid_output"})  # down the fallback chain
 _DIED = "hivekeeper.worker_died"
 
 
@@ -278,6 +280,8 @@ class ThreadHost(pykka.ThreadingActor):
         tracing = slot.runtime.tracing
         started = time.perf_counter()
         try:
+            if slot.durability is not None and env.seq is not None and not env.begun:
+                slot.durability.begin(env, slot.queued_behind())
             if tracing is None:
                 outcome = self._invoke(env)
             else:
@@ -305,11 +309,24 @@ class ThreadHost(pykka.ThreadingActor):
         try:  # what the handler returned is the agent's too: garbage crashes this host only
             status = outcome.status.value if isinstance(outcome, ExecutionResult) else "success"
             slot.stats.handled(elapsed, status)
+            if slot.durability is not None:
+                self._keep(env, status, slot.durability)
             answer(slot, env, outcome)
         except BaseException as exc:  # noqa: BLE001 - answered (or retried) by the crash path
             self._crash(env, exc)
             return False
         return True
+
+    def _keep(self, env: Envelope, status: str, durability: AgentDurability) -> None:
+        """After a message the agent handled: save its state if it changed, and acknowledge
+        the message with it (a failure it returned is acknowledged once answered)."""
+        state = self.runner.state_to_save(durability) if durability.persist else None
+        durability.last_active = self.slot.runtime.clock.now()
+        if status in _PASSED_ON:
+            if state is not None:
+                durability.save(state)
+        else:
+            durability.settle(env, state)
 
     def _invoke(self, env: Envelope) -> Any:
         return self.runner.call(env)

@@ -32,6 +32,7 @@ from ._worker import Channel
 from ._worker_pool import WorkerPool
 
 if TYPE_CHECKING:
+    from ..delivery._durable import AgentDurability
     from ..delivery._envelope import Envelope
     from ._host import ThreadHost
 
@@ -142,7 +143,7 @@ class ProcessRunner:
         message = (
             "call", env.message, env.trace_id, env.msg_id,
             env.fallback_reason if env.stage >= 0 else None,
-            host.time_left(), slot.spec.message_timeout,
+            host.time_left(), slot.spec.message_timeout, env.prior_attempts + env.attempts,
         )  # fmt: skip
         try:
             blob = cloudpickle.dumps(message)
@@ -244,6 +245,10 @@ class ProcessRunner:
     def agent_state(self) -> str | None:
         """The LLMAgent's state as its last agent_state_changed event told it."""
         return self._agent_state
+
+    def state_to_save(self, durability: AgentDurability) -> bytes | None:
+        """Never asked: persist=True is refused for agents in another process (_spec.py)."""
+        return None
 
     def _exited(self, worker: RemoteWorker) -> None:
         """The reaper saw the worker end (its thread). If nobody killed it, it died on its

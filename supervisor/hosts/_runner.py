@@ -23,10 +23,15 @@ from pydantic import ValidationError
 from actors import Agent, ExecutionResult, ExecutionStatus, FailureReason
 from actors._states import StateTracker
 
+from .._events import emit
+from ..delivery._durable import decode_state, encode_state
 from ._async import HostLoop
 from ._context import HostContext
+from ._outcome import describe
 
 if TYPE_CHECKING:
+    from .._spec import ChildSpec
+    from ..delivery._durable import AgentDurability
     from ..delivery._envelope import Envelope
     from ._host import ThreadHost
 
@@ -78,6 +83,10 @@ class AgentRunner(RunnerInfo, Protocol):
     def agent_state(self) -> str | None:
         """An LLMAgent's AgentState value, read without calling agent code; else None."""
 
+    def state_to_save(self, durability: AgentDurability) -> bytes | None:
+        """The agent's snapshot (ChildSpec(persist=True)) if it changed since the last one
+        saved, else None (on the host's thread, after a message)."""
+
 
 def build_agent(factory: Any, args: Any, kwargs: Any, path: str) -> Agent:
     agent = factory(*args, **dict(kwargs))
@@ -127,9 +136,27 @@ class InThreadRunner:
         slot = self._host.slot
         spec = slot.spec
         agent = build_agent(spec.factory, spec.args, spec.kwargs, slot.path)
+        durability = slot.durability
+        if durability is not None and durability.persist:
+            agent = restore_state(agent, durability, spec)
         agent.attach_context(HostContext(self._host))
         agent.on_start()
         self.agent = agent
+
+    def state_to_save(self, durability: AgentDurability) -> bytes | None:
+        """The agent's snapshot, if it changed since the last one saved; None otherwise, or
+        when snapshot() failed (health and the log say why; the message is still answered)."""
+        agent = self.agent
+        if agent is None:
+            return None
+        try:
+            state = encode_state(agent.snapshot())  # type: ignore[attr-defined]
+        except Exception as exc:  # noqa: BLE001 - the agent's bug: its state is not saved
+            durability.state_error = f"snapshot() failed: {describe(exc)}"
+            emit("snapshot_failed", level="error", path=durability.path,
+                 agent_id=self._host.slot.id, reason=durability.state_error)  # fmt: skip
+            return None
+        return state if durability.changed(state) else None
 
     def call(self, env: Envelope) -> Any:
         agent = self.agent
@@ -168,6 +195,30 @@ class InThreadRunner:
 
     def rss_mb(self) -> float | None:
         return None
+
+
+def restore_state(agent: Agent, durability: AgentDurability, spec: ChildSpec) -> Agent:
+    """`agent` with its persisted state restored (the snapshot handed to the store last, or
+    the store's); a fresh instance, and a typed error in health and the log, if that state
+    cannot be restored: a bad snapshot never becomes a crash loop."""
+    data = durability.saved
+    version = None
+    if data is None:
+        stored = durability.load()
+        if stored is None:
+            return agent
+        data, version = stored.data, stored.version
+    try:
+        agent.restore(decode_state(data))  # type: ignore[attr-defined]
+    except Exception as exc:  # noqa: BLE001 - bad state, or a restore() that cannot take it
+        which = f"snapshot v{version}" if version is not None else "the last snapshot"
+        durability.state_error = f"{which} could not be restored: {describe(exc)}"
+        durability.saved = None
+        emit("snapshot_restore_failed", level="error", path=durability.path,
+             agent_id=spec.id, reason=durability.state_error)  # fmt: skip
+        return build_agent(spec.factory, spec.args, spec.kwargs, durability.path)
+    durability.restored(data)
+    return agent
 
 
 def make_runner(host: ThreadHost) -> AgentRunner:

@@ -6,7 +6,7 @@ cloudpickled tuples:
     parent -> worker   ("import", module_names)           (a spare, warmed up ahead)
                        ("start", factory_blob, path, agent_id, memory_limit_mb)
                        ("call", message, trace_id, message_id, fallback_reason, time_left,
-                        message_timeout)
+                        message_timeout, attempt)
                        ("reply", ok, value)           the answer to a ("ctx", ...) request
                        ("stop",)
     worker -> parent   ("started", pid) | ("start_failed", error, reason)
@@ -211,13 +211,14 @@ class _Worker:
         fallback_reason: str | None,
         time_left: float | None,
         message_timeout: float | None,
+        attempt: int,
     ) -> None:
         from ._runner import validate_input  # noqa: PLC0415
 
         agent, context = self.agent, self.context
         assert agent is not None
         assert context is not None
-        context.begin(trace_id, message_id, fallback_reason, time_left, message_timeout)
+        context.begin(trace_id, message_id, fallback_reason, time_left, message_timeout, attempt)
         try:
             message, refused = validate_input(agent, message)
             outcome: Any = refused if refused is not None else agent.handle(message)
@@ -270,6 +271,7 @@ class WorkerContext:
         self._fallback_reason: str | None = None
         self._deadline: float | None = None
         self._message_timeout: float | None = None
+        self._attempt = 0
         self._stop = False
 
     def begin(
@@ -279,8 +281,10 @@ class WorkerContext:
         fallback_reason: str | None,
         time_left: float | None,
         message_timeout: float | None,
+        attempt: int = 1,
     ) -> None:
         self._trace_id = trace_id
+        self._attempt = attempt
         self._fallback_reason = fallback_reason
         self._deadline = time.monotonic() + time_left if time_left is not None else None
         self._message_timeout = message_timeout
@@ -288,7 +292,19 @@ class WorkerContext:
 
     def end(self) -> bool:
         self._trace_id = self._fallback_reason = self._deadline = None
+        self._attempt = 0
         return self._stop
+
+    @property
+    def attempt(self) -> int:
+        return self._attempt
+
+    @property
+    def redelivered(self) -> bool:
+        return self._attempt > 1
+
+    def mark_dirty(self) -> None:
+        """Nothing to mark: persist=True is for thread agents only (_spec.py)."""
 
     @property
     def path(self) -> str:

@@ -47,16 +47,12 @@ from http.server import ThreadingHTTPServer
 from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
-from prometheus_client import generate_latest
-
 from .._events import emit
 from ._http_guard import HostPolicy, HttpLimits, is_loopback, refuse_connection
 from ._http_handler import Handler, json_body
-from ._metrics import metrics_registry
+from ._metrics import render_metrics
 
 if TYPE_CHECKING:
-    from prometheus_client import CollectorRegistry
-
     from ..system._system import System
 
 __all__ = ["HealthServer", "HttpLimits", "check_bind", "is_loopback", "serve_http"]
@@ -188,7 +184,6 @@ class HealthServer:
         self.token = token
         self.host = host.strip("[]")
         self.limits = limits or HttpLimits()
-        self._registry: CollectorRegistry = metrics_registry(system)
         hosts = HostPolicy(self.host, allowed_hosts)
         self._server = _Server((self.host, port), self, ":" in host, self.limits, hosts)
         self.port: int = self._server.server_address[1]
@@ -214,7 +209,7 @@ class HealthServer:
 
     def render_metrics(self) -> bytes:
         """The system's metrics, Prometheus text format 0.0.4 (what /metrics answers)."""
-        return generate_latest(self._registry)
+        return render_metrics(self.system)
 
     def start(self) -> HealthServer:
         """Serve from a background thread (once); returns self."""

@@ -1,6 +1,10 @@
 """Prometheus metrics for a running tree, built at scrape time from state the runtime already
 keeps (the health snapshot and the per-slot counters and histograms). Nothing here runs on
-the message path: handling a message never calls prometheus_client.
+the message path: handling a message never calls prometheus_client. render_metrics writes the
+text itself (_exposition.py) and reuses what did not change since the tree's previous scrape:
+a few ms on top of health() for 10,000 idle agents, where prometheus_client's own formatting
+of the same 190,000 samples takes over a second. TreeCollector hands the same families to
+prometheus_client, for a registry of your own (the same bytes, slower).
 
     from supervisor import render_metrics
 
@@ -51,24 +55,26 @@ supervisors
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable
 from typing import TYPE_CHECKING
+from weakref import WeakKeyDictionary
 
-from prometheus_client import CollectorRegistry, generate_latest
-from prometheus_client.core import (
-    CounterMetricFamily,
-    GaugeMetricFamily,
-    HistogramMetricFamily,
-    Metric,
-)
+from prometheus_client import CollectorRegistry
+from prometheus_client.core import Metric
 from prometheus_client.exposition import CONTENT_TYPE_PLAIN_0_0_4
 
-from ..delivery._breaker import BreakerState
-from ..delivery._slot import SlotState
-from ..delivery._stats import LATENCY_BUCKETS, LatencyHistogram
-from ._health import ActorHealth, TreeHealth
+from ._exposition import RenderCache, render_parts
+from ._health import ActorHealth
+from ._metric_families import (
+    actor_families,
+    histogram_buckets,
+    histogram_families,
+    tree_families,
+    tree_state_families,
+)
 
 if TYPE_CHECKING:
+    from ..supervision._tree import TreeIndex
     from ..system._system import System
 
 __all__ = [
@@ -81,280 +87,18 @@ __all__ = [
 
 METRICS_CONTENT_TYPE = CONTENT_TYPE_PLAIN_0_0_4
 
-TREE_STATES = ("starting", "running", "degraded", "failed", "stopping", "stopped")
-AGENT_STATES = tuple(s.value for s in SlotState)
-SUPERVISOR_STATES = ("starting", "running", "terminating", "down", "stopped", "failed")
-BREAKER_STATES = tuple(s.value for s in BreakerState)
-
-_LE = tuple(repr(bound) for bound in LATENCY_BUCKETS)
-
-
-def histogram_buckets(hist: LatencyHistogram) -> tuple[list[tuple[str, float]], float]:
-    """Cumulative Prometheus buckets (ending with +Inf) and the sum of one histogram.
-
-    The buckets come from one copy of the per-bucket counts, so they are consistent with each
-    other even while a handler observes concurrently; +Inf (hence _count) is their total,
-    which is `hist.n` whenever no observation is in progress."""
-    counts = list(hist.counts)
-    total = hist.total
-    buckets: list[tuple[str, float]] = []
-    running = 0
-    for le, count in zip(_LE, counts, strict=False):
-        running += count
-        buckets.append((le, float(running)))
-    buckets.append(("+Inf", float(sum(counts))))
-    return buckets, total
-
-
-class _Families:
-    """The metric families of one scrape, created on first use, emitted in creation order."""
-
-    def __init__(self) -> None:
-        self._made: dict[str, Metric] = {}
-
-    def gauge(self, name: str, doc: str, labels: tuple[str, ...]) -> GaugeMetricFamily:
-        made = self._made.get(name)
-        if made is None:
-            made = self._made[name] = GaugeMetricFamily(name, doc, labels=labels)
-        assert isinstance(made, GaugeMetricFamily)
-        return made
-
-    def counter(self, name: str, doc: str, labels: tuple[str, ...]) -> CounterMetricFamily:
-        made = self._made.get(name)
-        if made is None:
-            made = self._made[name] = CounterMetricFamily(name, doc, labels=labels)
-        assert isinstance(made, CounterMetricFamily)
-        return made
-
-    def histogram(self, name: str, doc: str, labels: tuple[str, ...]) -> HistogramMetricFamily:
-        made = self._made.get(name)
-        if made is None:
-            made = self._made[name] = HistogramMetricFamily(name, doc, labels=labels)
-        assert isinstance(made, HistogramMetricFamily)
-        return made
-
-    def __iter__(self) -> Iterator[Metric]:
-        return iter(list(self._made.values()))
-
-
-def _state_set(fam: GaugeMetricFamily, path: str, states: Iterable[str], current: str) -> None:
-    known = tuple(states)
-    for state in known if current in known else (*known, current):
-        fam.add_metric([path, state], 1.0 if state == current else 0.0)
-
 
 class TreeCollector:
     """A prometheus_client collector for one System. Register it in any CollectorRegistry
     (metrics_registry() keeps one per system); each collect() reads one health snapshot plus
     the slots' histograms. Safe to call from any thread, while the tree runs or after it
-    stopped."""
+    stopped. (render_metrics writes the same samples, much faster.)"""
 
     def __init__(self, system: System) -> None:
         self._system = system
 
     def collect(self) -> Iterable[Metric]:
-        system = self._system
-        health = system.health()
-        tree = system._tree
-        with tree.lock:
-            slots = dict(tree.slots)
-        out = _Families()
-        self._tree_metrics(out, health)
-        for actor in health.actors.values():
-            self._actor_metrics(out, actor)
-            slot = slots.get(actor.path)
-            if slot is not None:
-                self._histograms(out, actor.path, list(slot.stats.histograms.items()))
-        return out
-
-    @staticmethod
-    def _tree_metrics(out: _Families, health: TreeHealth) -> None:
-        root = health.root
-        up = health.state in ("running", "degraded")
-        out.gauge(
-            "hivekeeper_tree_up", "1 while the tree runs (healthy or degraded).", ("path",)
-        ).add_metric([root], 1.0 if up else 0.0)
-        out.gauge(
-            "hivekeeper_tree_failed", "1 once the root supervisor has given up.", ("path",)
-        ).add_metric([root], 1.0 if health.state == "failed" else 0.0)
-        _state_set(
-            out.gauge(
-                "hivekeeper_tree_state",
-                "The tree's state: 1 for the current one.",
-                ("path", "state"),
-            ),
-            root,
-            TREE_STATES,
-            health.state,
-        )
-        letters = out.counter(
-            "hivekeeper_dead_letters_total",
-            "Messages nobody handled, by reason.",
-            ("path", "reason"),
-        )
-        for reason, count in sorted(health.dead_letters.items()):
-            letters.add_metric([root, reason], float(count))
-
-    @staticmethod
-    def _actor_metrics(out: _Families, a: ActorHealth) -> None:
-        p = [a.path]
-        states = SUPERVISOR_STATES if a.kind == "supervisor" else AGENT_STATES
-        _state_set(
-            out.gauge(
-                "hivekeeper_actor_state",
-                "An actor's state: 1 for the current one.",
-                ("path", "state"),
-            ),
-            a.path,
-            states,
-            a.state,
-        )
-        out.counter(
-            "hivekeeper_restarts_total", "Times the actor was restarted.", ("path",)
-        ).add_metric(p, float(a.restarts))
-        if a.kind == "supervisor":
-            TreeCollector._supervisor_metrics(out, a)
-            return
-        if a.breaker is not None:
-            b = a.breaker
-            _state_set(
-                out.gauge(
-                    "hivekeeper_breaker_state",
-                    "Circuit breaker state: 1 for the current one.",
-                    ("path", "state"),
-                ),
-                a.path,
-                BREAKER_STATES,
-                b.state,
-            )
-            out.gauge(
-                "hivekeeper_breaker_failures", "Consecutive failures counted now.", ("path",)
-            ).add_metric(p, float(b.failures))
-            out.gauge(
-                "hivekeeper_breaker_fail_max", "Consecutive failures that open it.", ("path",)
-            ).add_metric(p, float(b.fail_max))
-            out.counter(
-                "hivekeeper_breaker_failures_total", "Breaker failures ever counted.", ("path",)
-            ).add_metric(p, float(b.failures_total))
-            out.counter(
-                "hivekeeper_breaker_opens_total", "Times the breaker opened.", ("path",)
-            ).add_metric(p, float(b.opens_total))
-        out.gauge("hivekeeper_mailbox_depth", "Messages queued.", ("path",)).add_metric(
-            p, float(a.mailbox_depth)
-        )
-        if a.mailbox_limit is not None:
-            out.gauge("hivekeeper_mailbox_limit", "The mailbox bound.", ("path",)).add_metric(
-                p, float(a.mailbox_limit)
-            )
-        out.gauge("hivekeeper_busy", "1 while a handler runs.", ("path",)).add_metric(
-            p, 1.0 if a.busy else 0.0
-        )
-        out.gauge(
-            "hivekeeper_degraded", "1 while a fallback answers in its place.", ("path",)
-        ).add_metric(p, 1.0 if a.degraded else 0.0)
-        out.counter(
-            "hivekeeper_messages_processed_total",
-            "Messages whose handler ran to an answer.",
-            ("path",),
-        ).add_metric(p, float(a.processed))
-        failures = out.counter("hivekeeper_failures_total", "Failures by kind.", ("path", "kind"))
-        for kind, count in sorted(a.failures.items()):
-            failures.add_metric([a.path, kind], float(count))
-        out.counter(
-            "hivekeeper_fallback_answers_total",
-            "Asks to this path that a fallback answered.",
-            ("path",),
-        ).add_metric(p, float(a.fallback_answers))
-        out.counter(
-            "hivekeeper_agent_dead_letters_total",
-            "Dead letters posted for this path.",
-            ("path",),
-        ).add_metric(p, float(a.dead_letters))
-        out.gauge(
-            "hivekeeper_abandoned_threads",
-            "Abandoned handler threads still running.",
-            ("path",),
-        ).add_metric(p, float(a.abandoned))
-        out.counter(
-            "hivekeeper_abandoned_threads_total",
-            "Handler threads ever abandoned.",
-            ("path",),
-        ).add_metric(p, float(a.abandoned_total))
-        TreeCollector._isolation_metrics(out, a)
-
-    @staticmethod
-    def _isolation_metrics(out: _Families, a: ActorHealth) -> None:
-        p = [a.path]
-        if a.isolation is not None:
-            out.gauge(
-                "hivekeeper_isolation",
-                "Where the agent runs (label isolation).",
-                ("path", "isolation"),
-            ).add_metric([a.path, a.isolation], 1.0)
-        kills = out.counter(
-            "hivekeeper_kills_total",
-            "Worker processes killed or dead, by reason.",
-            ("path", "reason"),
-        )
-        for reason, count in sorted(a.kills.items()):
-            kills.add_metric([a.path, reason], float(count))
-        if a.pid is not None:
-            out.gauge("hivekeeper_worker_pid", "The agent's worker process.", ("path",)).add_metric(
-                p, float(a.pid)
-            )
-        if a.actor_id is not None:
-            out.gauge(
-                "hivekeeper_ray_actor",
-                "A Ray agent's current actor and node (labels).",
-                ("path", "node_id", "actor_id"),
-            ).add_metric([a.path, a.node_id or "", a.actor_id], 1.0)
-        if a.rss_mb is not None:
-            out.gauge(
-                "hivekeeper_worker_rss_bytes", "The worker's resident memory.", ("path",)
-            ).add_metric(p, a.rss_mb * 1024 * 1024)
-
-    @staticmethod
-    def _supervisor_metrics(out: _Families, a: ActorHealth) -> None:
-        p = [a.path]
-        out.gauge(
-            "hivekeeper_supervisor_budget_used",
-            "Restarts inside the current intensity window.",
-            ("path",),
-        ).add_metric(p, float(a.budget_used))
-        if a.max_restarts is not None:
-            out.gauge(
-                "hivekeeper_supervisor_max_restarts",
-                "Restarts allowed inside one window.",
-                ("path",),
-            ).add_metric(p, float(a.max_restarts))
-        if a.within_seconds is not None:
-            out.gauge(
-                "hivekeeper_supervisor_window_seconds",
-                "Length of the intensity window.",
-                ("path",),
-            ).add_metric(p, float(a.within_seconds))
-        out.counter(
-            "hivekeeper_supervisor_escalations_total",
-            "Times the supervisor gave up and escalated.",
-            ("path",),
-        ).add_metric(p, float(a.escalations))
-
-    @staticmethod
-    def _histograms(out: _Families, path: str, hists: list[tuple[str, LatencyHistogram]]) -> None:
-        results = out.counter(
-            "hivekeeper_results_total",
-            "Answers of handlers that ran to an answer, by status.",
-            ("path", "status"),
-        )
-        family = out.histogram(
-            "hivekeeper_handling_seconds",
-            "Time handlers took, by the status of their answer.",
-            ("path", "status"),
-        )
-        for status, hist in sorted(hists):
-            buckets, total = histogram_buckets(hist)
-            results.add_metric([path, status], buckets[-1][1])
-            family.add_metric([path, status], buckets, total)
+        return [family.to_metric() for family in tree_families(self._system)]
 
 
 def metrics_registry(system: System) -> CollectorRegistry:
@@ -365,6 +109,42 @@ def metrics_registry(system: System) -> CollectorRegistry:
     return registry
 
 
+class _Scrapes:
+    """What a tree's previous render_metrics wrote. Health hands back the same entry for an
+    agent that did not change, so when every entry is the one of the previous scrape the
+    actors' families are the same bytes again; otherwise only the families whose data
+    changed are written again (RenderCache). Holds plain values only."""
+
+    def __init__(self) -> None:
+        self.cache = RenderCache()
+        self.actors: tuple[list[ActorHealth], list[bytes]] = ([], [])  # entries, their families
+        self.scrape: tuple[list[bytes], bytes] = ([], b"")  # every family's bytes, joined
+
+
+_SCRAPES: WeakKeyDictionary[TreeIndex, _Scrapes] = WeakKeyDictionary()
+
+
 def render_metrics(system: System) -> bytes:
     """The system's metrics in the Prometheus text format 0.0.4 (METRICS_CONTENT_TYPE)."""
-    return generate_latest(metrics_registry(system))
+    tree = system._tree
+    scrapes = _SCRAPES.get(tree)
+    if scrapes is None:
+        scrapes = _SCRAPES[tree] = _Scrapes()
+    health = system.health()
+    with tree.lock:
+        slots = dict(tree.slots)
+    actors = list(health.actors.values())
+    before, actor_parts = scrapes.actors
+    if actors != before:  # the same entries compare by identity: one pass, in C
+        actor_parts = render_parts(actor_families(actors), scrapes.cache)
+        scrapes.actors = (actors, actor_parts)
+    parts = [
+        *render_parts(tree_state_families(health), scrapes.cache),
+        *actor_parts,
+        *render_parts(histogram_families(actors, slots), scrapes.cache),
+    ]
+    last_parts, text = scrapes.scrape
+    if parts != last_parts:  # else nothing changed: the same bytes, not joined again
+        text = b"".join(parts)
+        scrapes.scrape = (parts, text)
+    return text

@@ -26,6 +26,7 @@ _AFTER_STOP = {
     "shutdown": SlotState.STOPPED,
     "remove": SlotState.REMOVED,
     "fail": SlotState.FAILED,
+    "passivate": SlotState.PASSIVATED,
 }
 
 
@@ -47,6 +48,7 @@ class ChildRecord:
     want: Want = Want.RUN
     restart_pending: bool = False
     first_start: bool = False
+    passivating: bool = False  # stopped (want=STOP) while idle, until its next message
     purpose: str = "restart"
     not_before: float | None = None
     backoff: BackoffState = field(default_factory=BackoffState)

@@ -43,6 +43,7 @@ def answer_exit(
         runtime.dead_letters.post(
             path=child.path, reason="poison", message=env.message, message_id=env.msg_id,
             trace_id=env.trace_id, attempts=env.attempts, error=error,
+            persist=env.seq is not None,
         )  # fmt: skip
         emit("message_quarantined", level="warning", path=child.path, agent_id=child.id,
              reason=error, attempts=env.attempts, trace_id=env.trace_id,

@@ -36,6 +36,7 @@ from .._exceptions import SupervisorUnavailableError
 from ..delivery._messages import (
     Adopt,
     Exited,
+    Passivate,
     Reconcile,
     Shutdown,
     StartChild,
@@ -43,9 +44,11 @@ from ..delivery._messages import (
     StopChild,
     Stopped,
     TimerFired,
+    Wake,
 )
 from ..delivery._slot import AgentSlot, give_up
 from ..hosts._outcome import describe
+from . import _passivation as passivation
 from ._child_lifecycle import ChildLifecycle
 from ._child_record import ChildRecord
 from ._dynamic_children import DynamicChildren
@@ -167,8 +170,19 @@ class SupervisorActor(pykka.ThreadingActor):
             self.dynamic.on_stop_child(message)
         elif isinstance(message, Adopt):
             self.dynamic.on_adopt(message, self.terminating)
+        elif isinstance(message, (Passivate, Wake)):
+            self._on_idle_change(message)
         self._reconcile()
         return None
+
+    def _on_idle_change(self, msg: Passivate | Wake) -> None:
+        rec = self.life.record_of(msg.child)
+        if rec is None or self.terminating:
+            return
+        if isinstance(msg, Passivate):
+            passivation.passivate(rec, msg.child, msg.gen, self.clock.now())
+        else:
+            passivation.wake(rec, msg.child)
 
     def _on_started(self, msg: Started) -> None:
         rec = self.life.find(msg.child, msg.gen)
@@ -178,6 +192,8 @@ class SupervisorActor(pykka.ThreadingActor):
         rec.first_start = False
         self.life.cancel(rec)
         self.life.event("child_started", rec, reason=None, generation=rec.gen)
+        if isinstance(rec.node, AgentSlot):
+            passivation.watch(rec.node, rec.gen)
         for fut in rec.started_waiters:
             if not fut.done():
                 fut.set_result(rec.node.path)
@@ -298,6 +314,8 @@ class SupervisorActor(pykka.ThreadingActor):
         else:
             purpose = rec.purpose
         self.life.set_down(rec, purpose)
+        if purpose == "passivate" and isinstance(rec.node, AgentSlot):
+            passivation.passivated(rec, rec.node)
 
     def _on_timer(self, msg: TimerFired) -> None:
         rec = self.life.find(msg.child, msg.gen)
@@ -427,6 +445,8 @@ class SupervisorActor(pykka.ThreadingActor):
             return self.purpose
         if rec.restart_pending:
             return "restart"
+        if rec.passivating:
+            return "passivate"
         return "remove" if rec.want == Want.REMOVE else "shutdown"
 
     def _answer_failed(self, msg: Exited) -> None:

@@ -10,6 +10,7 @@ from strategies import Backoff, OneForOne
 
 from .._exceptions import DuplicateChildError, UnknownPathError
 from .._spec import ChildSpec, Supervisor
+from ..delivery._durable import requeue_pending
 from ..delivery._messages import Adopt, StopChild
 from ..delivery._runtime import Runtime
 from ..delivery._slot import AgentSlot
@@ -63,6 +64,7 @@ class TreeIndex:
             fallbacks.append(fslot)
         slot.fallbacks = tuple(fallbacks)
         self.slots[slot.path] = slot
+        requeue_pending(slot)  # a durable mailbox: what the store still holds comes first
         return slot
 
     # -- lookups ---------------------------------------------------------------------------

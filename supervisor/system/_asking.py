@@ -19,10 +19,12 @@ from actors._current import current_message
 
 from .._clock import Clock
 from .._exceptions import SystemNotRunningError
+from ..delivery._durable import accept_durably
 from ..delivery._envelope import Envelope, new_trace_id
 from ..delivery._reply import Reply
 from ..delivery._runtime import Runtime
 from ..delivery._slot import AgentSlot
+from ..store import StoreError
 from ..supervision._states import SystemState
 from ..supervision._tree import TreeIndex
 
@@ -90,10 +92,14 @@ class Asking:
         *,
         timeout: float | None = None,
         trace_id: str | None = None,
+        idempotency_key: str | None = None,
     ) -> ExecutionResult:
         """Send and wait for the answer, at most `timeout` seconds (default: the system's
         default_timeout). Returns an ExecutionResult whatever the agent did."""
-        return self._ask(None, None, path, message, timeout, trace_id)
+        sent = self._submit_ask(None, None, path, message, timeout, trace_id, idempotency_key)
+        if isinstance(sent, ExecutionResult):
+            return sent
+        return self._await_reply(sent, path, self._timeout_of(None, timeout))
 
     def ask_future(
         self,
@@ -102,9 +108,10 @@ class Asking:
         *,
         timeout: float | None = None,
         trace_id: str | None = None,
+        idempotency_key: str | None = None,
     ) -> PendingAsk:
         """Send now; wait later with .result(). Same semantics as ask()."""
-        sent = self._submit_ask(None, None, path, message, timeout, trace_id)
+        sent = self._submit_ask(None, None, path, message, timeout, trace_id, idempotency_key)
         return PendingAsk(self, sent, path, self._timeout_of(None, timeout))
 
     async def ask_async(
@@ -114,8 +121,15 @@ class Asking:
         *,
         timeout: float | None = None,
         trace_id: str | None = None,
+        idempotency_key: str | None = None,
     ) -> ExecutionResult:
-        """ask() for code running in an event loop: never blocks the loop."""
+        """ask() for code running in an event loop: never blocks the loop (a durable
+        agent's commit is waited for on a worker thread)."""
+        if idempotency_key is not None or self._durable(path):
+            sent = await asyncio.to_thread(
+                self._submit_ask, None, None, path, message, timeout, trace_id, idempotency_key
+            )
+            return await self._await_async(sent, path, self._timeout_of(None, timeout))
         return await self._ask_async(None, None, path, message, timeout, trace_id)
 
     async def _ask_async(
@@ -127,7 +141,12 @@ class Asking:
         timeout: float | None,
         trace_id: str | None = None,
     ) -> ExecutionResult:
-        env = self._submit_ask(parent, caller, path, message, timeout, trace_id)
+        sent = self._submit_ask(parent, caller, path, message, timeout, trace_id)
+        return await self._await_async(sent, path, self._timeout_of(parent, timeout))
+
+    async def _await_async(
+        self, env: Envelope | ExecutionResult, path: str, seconds: float
+    ) -> ExecutionResult:
         if isinstance(env, ExecutionResult):
             return env
         assert env.reply is not None
@@ -143,20 +162,42 @@ class Asking:
                 loop.call_soon_threadsafe(settle, result)
 
         env.reply.add_done_callback(deliver)
-        seconds = self._timeout_of(parent, timeout)
         try:
             return await asyncio.wait_for(asyncio.shield(waiter), seconds)
         except TimeoutError:
             return self._expire(env, path, seconds)
 
     def tell(
-        self, path: str, message: Any, *, trace_id: str | None = None, ttl: float | None = None
+        self,
+        path: str,
+        message: Any,
+        *,
+        trace_id: str | None = None,
+        ttl: float | None = None,
+        idempotency_key: str | None = None,
     ) -> None:
-        """Send without waiting. A tell that cannot be handled becomes a dead letter."""
-        self._send_tell(None, path, message, trace_id, ttl)
+        """Send without waiting for an answer (to a durable agent: returns once the message
+        is committed). A tell that cannot be handled becomes a dead letter."""
+        self._send_tell(None, path, message, trace_id, ttl, idempotency_key)
 
-    async def tell_async(self, path: str, message: Any, *, trace_id: str | None = None) -> None:
-        self.tell(path, message, trace_id=trace_id)
+    async def tell_async(
+        self,
+        path: str,
+        message: Any,
+        *,
+        trace_id: str | None = None,
+        idempotency_key: str | None = None,
+    ) -> None:
+        if idempotency_key is not None or self._durable(path):
+            await asyncio.to_thread(
+                self._send_tell, None, path, message, trace_id, None, idempotency_key
+            )
+        else:
+            self.tell(path, message, trace_id=trace_id)
+
+    def _durable(self, path: str) -> bool:
+        slot = self._tree.slots.get(path)
+        return slot is not None and slot.durability is not None and slot.durability.durable
 
     def _timeout_of(self, parent: Envelope | None, timeout: float | None) -> float:
         if timeout is None:
@@ -181,11 +222,25 @@ class Asking:
         self.require_running()
         return self._tree.slot(path)
 
-    def _send(self, env: Envelope) -> None:
-        """Submit a new envelope to its slot, carrying the caller's tracing context."""
+    def _send(self, env: Envelope, idempotency_key: str | None = None) -> ExecutionResult | None:
+        """Submit a new envelope to its slot, carrying the caller's tracing context; to a
+        durable agent, once committed to its store. An answer given at once instead: a
+        duplicate (its idempotency key was seen), or a store that could not keep it."""
         if self._runtime.tracing is not None:
             env.otel_context = self._runtime.tracing.capture()
+        durability = env.origin.durability
+        if durability is not None and durability.durable:
+            refused = accept_durably(durability, env, idempotency_key)
+            if refused is not None:
+                return refused
+        elif idempotency_key is not None:
+            msg = (
+                f"idempotency_key is for agents with a durable mailbox; {env.origin.path} "
+                "has none (ChildSpec(durable=True))"
+            )
+            raise ValueError(msg)
         env.origin.submit(env)
+        return None
 
     def _submit_ask(
         self,
@@ -195,9 +250,10 @@ class Asking:
         message: Any,
         timeout: float | None,
         trace_id: str | None,
+        idempotency_key: str | None = None,
     ) -> Envelope | ExecutionResult:
         """Validate and send an ask: the envelope in flight, or an answer given at once (an ask
-        cycle). Raises only for caller mistakes."""
+        cycle, a duplicate). Raises only for caller mistakes."""
         _check_trace(trace_id)
         slot = self._tree.slots.get(path) if self._state() in _ACCEPTING else None
         if slot is None:
@@ -228,8 +284,8 @@ class Asking:
                 trace_id=trace,
             )
         env = Envelope(message, Reply(), self.clock.now() + seconds, slot, trace, chain)
-        self._send(env)
-        return env
+        refused = self._send(env, idempotency_key)
+        return env if refused is None else refused
 
     def _ask(
         self,
@@ -277,12 +333,15 @@ class Asking:
         message: Any,
         trace_id: str | None,
         ttl: float | None,
+        idempotency_key: str | None = None,
     ) -> None:
         slot = self._slot(path)
         _check_trace(trace_id)
         trace = trace_id or (parent.trace_id if parent is not None else None) or _ambient_trace()
         deadline = self.clock.now() + ttl if ttl is not None else None
-        self._send(Envelope(message, None, deadline, slot, trace))
+        refused = self._send(Envelope(message, None, deadline, slot, trace), idempotency_key)
+        if refused is not None and refused.reason is FailureReason.STORE_ERROR:
+            raise StoreError(refused.error or "the store could not keep the message")
 
 
 class PendingAsk:

@@ -3,7 +3,6 @@ ask / tell API is in _asking.py), and start(), which makes one."""
 
 from __future__ import annotations
 
-import math
 import random
 import threading
 from concurrent.futures import Future
@@ -22,7 +21,6 @@ from .._exceptions import (
     TreeStartError,
     UnknownPathError,
 )
-from .._otel import Tracing
 from .._scheduler import Scheduler
 from .._spec import ChildSpec, Supervisor
 from ..delivery._dead_letters import DeadLetter, DeadLetterOffice
@@ -30,11 +28,15 @@ from ..delivery._messages import Exited, Shutdown, StartChild, Started, StopChil
 from ..delivery._runtime import Runtime
 from ..delivery._slot import SlotState
 from ..inspect._health import TreeHealth, snapshot
+from ..store import Store
 from ..supervision._node import SupervisorNode
 from ..supervision._states import NodeState, SystemState
 from ..supervision._supervisor_actor import SupervisorActor
 from ..supervision._tree import TreeIndex
-from ._asking import _MAX_TIMEOUT, Asking, PendingAsk
+from ._asking import Asking, PendingAsk
+from ._options import make_tracing, seconds
+from ._options import ray_address as ray_address_option
+from ._store_setup import SystemStore
 
 if TYPE_CHECKING:
     from collections.abc import Iterable
@@ -44,7 +46,7 @@ if TYPE_CHECKING:
     from ..inspect._http import HealthServer
     from ..inspect._http_guard import HttpLimits
 
-__all__ = ["System", "start"]
+__all__ = ["System"]
 
 
 class System:
@@ -59,12 +61,14 @@ class System:
         seed: int | None = None,
         tracing: bool | Any = False,
         ray_address: str | None = None,
+        store: Store | str | None = None,
     ) -> None:
         if not isinstance(spec, Supervisor):
             msg = f"start() takes a Supervisor tree, got {type(spec).__name__}"
             raise TypeError(msg)
-        default_timeout = _seconds("default_timeout", default_timeout)
-        ray_address = _ray_address(ray_address)
+        default_timeout = seconds("default_timeout", default_timeout)
+        ray_address = ray_address_option(ray_address)
+        self._store = SystemStore(spec, store)
         self.spec = spec
         self.clock: Clock = clock or MonotonicClock()
         self.state = SystemState.STARTING
@@ -81,11 +85,17 @@ class System:
             start_child=self.start_child,
             stop_child=self.stop_child,
             rng=random.Random(seed),
-            tracing=_make_tracing(tracing),
+            tracing=make_tracing(tracing),
             name=spec.id,
             ray_address=ray_address,
+            store=self._store.store,
         )
-        self._tree = TreeIndex(spec, self._runtime)
+        try:
+            self._store.attach(self._runtime.dead_letters)
+            self._tree = TreeIndex(spec, self._runtime)
+        except BaseException:
+            self._store.close()
+            raise
         self._asking.bind(self._runtime, self._tree)
         self._root_done: Future[str] = Future()
         self._root_stopped = threading.Event()
@@ -185,6 +195,7 @@ class System:
             server.close()
         self._join_threads(timeout if timeout is not None else 30.0)
         self._runtime.close_services()  # no worker process outlives its system
+        self._store.close()  # what is queued for it is committed first
         self.state = SystemState.STOPPED
         emit(
             "tree_stopped",
@@ -218,33 +229,78 @@ class System:
     # -- asking (see Asking) -------------------------------------------------------------------
 
     def ask(
-        self, path: str, message: Any, *, timeout: float | None = None, trace_id: str | None = None
+        self,
+        path: str,
+        message: Any,
+        *,
+        timeout: float | None = None,
+        trace_id: str | None = None,
+        idempotency_key: str | None = None,
     ) -> ExecutionResult:
         """Send and wait for the answer, at most `timeout` seconds (default: the system's
         default_timeout). Returns an ExecutionResult whatever the agent did; raises only for
-        caller mistakes (UnknownPathError, SystemNotRunningError, ValueError, TypeError)."""
-        return self._asking.ask(path, message, timeout=timeout, trace_id=trace_id)
+        caller mistakes (UnknownPathError, SystemNotRunningError, ValueError, TypeError).
+        idempotency_key (durable agents): a send with a key the agent's store has seen is
+        not queued again; it is answered REJECTED (reason duplicate)."""
+        return self._asking.ask(
+            path, message, timeout=timeout, trace_id=trace_id, idempotency_key=idempotency_key
+        )
 
     def ask_future(
-        self, path: str, message: Any, *, timeout: float | None = None, trace_id: str | None = None
+        self,
+        path: str,
+        message: Any,
+        *,
+        timeout: float | None = None,
+        trace_id: str | None = None,
+        idempotency_key: str | None = None,
     ) -> PendingAsk:
         """Send now; wait later with .result(). Same semantics as ask()."""
-        return self._asking.ask_future(path, message, timeout=timeout, trace_id=trace_id)
+        return self._asking.ask_future(
+            path, message, timeout=timeout, trace_id=trace_id, idempotency_key=idempotency_key
+        )
 
     async def ask_async(
-        self, path: str, message: Any, *, timeout: float | None = None, trace_id: str | None = None
+        self,
+        path: str,
+        message: Any,
+        *,
+        timeout: float | None = None,
+        trace_id: str | None = None,
+        idempotency_key: str | None = None,
     ) -> ExecutionResult:
         """ask() for code running in an event loop: never blocks the loop."""
-        return await self._asking.ask_async(path, message, timeout=timeout, trace_id=trace_id)
+        return await self._asking.ask_async(
+            path, message, timeout=timeout, trace_id=trace_id, idempotency_key=idempotency_key
+        )
 
     def tell(
-        self, path: str, message: Any, *, trace_id: str | None = None, ttl: float | None = None
+        self,
+        path: str,
+        message: Any,
+        *,
+        trace_id: str | None = None,
+        ttl: float | None = None,
+        idempotency_key: str | None = None,
     ) -> None:
-        """Send without waiting. A tell that cannot be handled becomes a dead letter."""
-        self._asking.tell(path, message, trace_id=trace_id, ttl=ttl)
+        """Send without waiting. A tell that cannot be handled becomes a dead letter. To a
+        durable agent it returns once the message is committed (a duplicate by
+        idempotency_key is not queued again; StoreError if the store cannot keep it)."""
+        self._asking.tell(
+            path, message, trace_id=trace_id, ttl=ttl, idempotency_key=idempotency_key
+        )
 
-    async def tell_async(self, path: str, message: Any, *, trace_id: str | None = None) -> None:
-        self._asking.tell(path, message, trace_id=trace_id)
+    async def tell_async(
+        self,
+        path: str,
+        message: Any,
+        *,
+        trace_id: str | None = None,
+        idempotency_key: str | None = None,
+    ) -> None:
+        await self._asking.tell_async(
+            path, message, trace_id=trace_id, idempotency_key=idempotency_key
+        )
 
     # -- dynamic children --------------------------------------------------------------------
 
@@ -263,7 +319,7 @@ class System:
         Safe from an agent's handler (it blocks only that handler's thread; the supervisor
         never waits on it). From a sibling's on_start too: a new child's first start waits
         for no sibling."""
-        timeout = _seconds("timeout", timeout)
+        timeout = seconds("timeout", timeout)
         node = self._running_supervisor(supervisor)
         if not isinstance(spec, (ChildSpec, Supervisor)):
             msg = f"start_child takes a ChildSpec or Supervisor, got {type(spec).__name__}"
@@ -280,7 +336,7 @@ class System:
         (and ValueError for a bad timeout): UnknownPathError (no such path, or a concurrent
         stop_child removed it first), NotAChildError (the root or a fallback),
         SupervisorUnavailableError, SystemNotRunningError."""
-        timeout = _seconds("timeout", timeout)
+        timeout = seconds("timeout", timeout)
         self._asking.require_running()
         child = self._tree.node(path)
         parent = child.parent
@@ -350,70 +406,3 @@ class System:
 
     def paths(self) -> list[str]:
         return list(self._tree.slots)
-
-
-def _seconds(name: str, value: object) -> float:
-    """A caller-given duration: a finite, positive number of seconds a wait accepts."""
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        msg = f"{name} must be a number of seconds, got {type(value).__name__}"
-        raise TypeError(msg)
-    if not (math.isfinite(value) and 0 < value <= _MAX_TIMEOUT):
-        msg = (
-            f"{name} must be a positive, finite number of seconds up to {_MAX_TIMEOUT:.0f}, "
-            f"got {value!r}"
-        )
-        raise ValueError(msg)
-    return float(value)
-
-
-def _make_tracing(tracing: bool | Any) -> Tracing | None:
-    if tracing is False or tracing is None:
-        return None
-    return Tracing(None if tracing is True else tracing)
-
-
-def start(
-    tree: Supervisor,
-    *,
-    clock: Clock | None = None,
-    default_timeout: float = 30.0,
-    start_timeout: float = 60.0,
-    seed: int | None = None,
-    tracing: bool | Any = False,
-    ray_address: str | None = None,
-) -> System:
-    """Start a tree: fallbacks first, then the root's children in declaration order, each
-    started (on_start done) before the next. Returns the running System; raises
-    TreeStartError if the root exhausts its restart budget while starting.
-
-    clock: a FakeClock for tests. default_timeout: ask deadline when none is given.
-    seed: seeds the jitter of backoffs. tracing: True (global OpenTelemetry tracer provider)
-    or a TracerProvider: a span per message handled (needs the otel extra).
-    ray_address: the Ray cluster agents with isolation="ray" join ("auto", "ray://host:10001",
-    "host:6379"); None starts a local Ray when the first one starts (needs the ray extra).
-    default_timeout and start_timeout must be positive, finite numbers of seconds (else
-    ValueError, or TypeError for a non-number), checked before anything starts."""
-    start_timeout = _seconds("start_timeout", start_timeout)
-    system = System(
-        tree,
-        clock=clock,
-        default_timeout=default_timeout,
-        seed=seed,
-        tracing=tracing,
-        ray_address=ray_address,
-    )
-    try:
-        system._boot(start_timeout)
-    except BaseException:  # Ctrl-C while starting: what started is stopped, in order
-        system.shutdown(timeout=10.0)
-        raise
-    return system
-
-
-def _ray_address(address: object) -> str | None:
-    if address is None:
-        return None
-    if not isinstance(address, str) or not address.strip():
-        msg = f"ray_address must be a non-empty string or None, got {address!r}"
-        raise TypeError(msg) if not isinstance(address, str) else ValueError(msg)
-    return address
