@@ -1401,7 +1401,7 @@ class InMain(Agent):
 
 hosted = {} if sys.argv[1] == "thread" else {"isolation": sys.argv[1]}
 with start(Supervisor("root", children=[ChildSpec("m", InMain, **hosted)])) as system:
-    data = system.ask("root/m", "hi", timeout=2 * WAIT).data
+    data = system.ask("root/m", "hi", timeout=20.0).data
     print("ANSWER", data[0], data[1] != os.getpid(), flush=True)
 """
 

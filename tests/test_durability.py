@@ -401,3 +401,92 @@ def test_health_and_metrics_show_the_store_and_each_durable_agent(tmp_path: Path
     assert 'hivekeeper_store_commit_seconds{path="root",quantile="0.99"}' in body
     assert 'hivekeeper_snapshot_timestamp_seconds{path="root/c"}' in body
     assert 'hivekeeper_durable_pending{path="root/plain"}' not in body
+
+
+# -- the edges: shutdown, fallbacks, a slow store, poison across runs -------------------------
+
+
+def test_a_message_cut_off_at_shutdown_stays_pending_and_is_redelivered(tmp_path: Path) -> None:
+    release = threading.Event()
+
+    class Stuck(Counter):
+        def handle(self, message: Any) -> Any:
+            if message == "stuck" and not self.context.redelivered:
+                release.wait(30.0)  # still running when shutdown_timeout ends
+            if message == "stuck":
+                return {"redelivered": self.context.redelivered}
+            return super().handle(message)
+
+    def tree() -> Supervisor:
+        spec = ChildSpec("c", Stuck, durable=True, shutdown_timeout=0.2)
+        return Supervisor("root", children=[spec])
+
+    system = start(tree(), store=_url(tmp_path))
+    system.tell("root/c", "stuck")
+    wait_until(lambda: system.health().actors["root/c"].busy)
+    system.shutdown()  # abandons the stuck handler after 0.2 s
+    release.set()
+    with start(tree(), store=_url(tmp_path)) as again:
+        again.ask("root/c", "get", timeout=10.0)  # behind the redelivered one
+        assert again.health().actors["root/c"].redelivered == 1
+        wait_until(lambda: again.health().actors["root/c"].pending_durable == 0)
+
+
+class Down(Agent):
+    def snapshot(self) -> dict[str, Any]:
+        return {}
+
+    def restore(self, state: dict[str, Any]) -> None:
+        pass
+
+    def handle(self, message: Any) -> Any:
+        raise RuntimeError("always down")
+
+
+def test_a_message_a_fallback_answers_is_acknowledged(tmp_path: Path) -> None:
+    from actors import Rule, RuleBasedAgent
+    from strategies import Backoff
+
+    class Stand(RuleBasedAgent):
+        rules = (Rule(when=lambda m: True, reply=lambda m: "from the fallback"),)
+
+    clock = FakeClock()
+    tree = Supervisor(
+        "root",
+        strategy=OneForOne(max_restarts=10, backoff=Backoff(min_backoff=60.0, max_backoff=60.0)),
+        children=[ChildSpec("d", Down, durable=True, fallback=Stand)],
+    )
+    with start(tree, store=_url(tmp_path), clock=clock) as system:
+        first = system.ask("root/d", "one", timeout=10.0)  # crashes it: backoff follows
+        assert first.data == "from the fallback"
+        wait_until(lambda: system.health().actors["root/d"].state == "backoff")
+        during = system.ask("root/d", "two", timeout=10.0)
+        assert during.fallback_used
+        wait_until(lambda: system.health().actors["root/d"].pending_durable == 0)
+
+
+def test_a_durable_ask_the_store_cannot_commit_in_time_is_answered_timeout(
+    tmp_path: Path,
+) -> None:
+    store = SQLiteStore(tmp_path / "state.db")
+    try:
+        with start(_tree(durable=True), store=store) as system, store._pause():
+            answer = system.ask("root/c", "x", timeout=0.3)
+            assert answer.status is ExecutionStatus.TIMEOUT
+            assert "did not commit" in (answer.error or "")
+    finally:
+        store.close()
+
+
+def test_a_message_that_takes_the_process_down_every_run_is_quarantined(tmp_path: Path) -> None:
+    import pickle
+
+    with SQLiteStore(tmp_path / "state.db") as store:
+        seq = store.append("root/c", pickle.dumps(("deadly", False, "t-1"))).seq
+        for _ in range(3):  # delivered in three runs, never acknowledged
+            store.begin_attempt("root/c", seq)
+        store.append("root/c", pickle.dumps(("fine", False, "t-2")))
+    with start(_tree(persist=True, durable=True), store=_url(tmp_path)) as system:
+        assert system.ask("root/c", "get", timeout=10.0).data["items"] == ["fine"]
+        poison = system.dead_letters(reason="poison")
+        assert [d.message for d in poison] == ["deadly"]

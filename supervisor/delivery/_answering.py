@@ -30,16 +30,16 @@ _NOT_THERE = frozenset({FailureReason.UNAVAILABLE, FailureReason.ABANDONED_LIMIT
 
 def finish(env: Envelope, result: ExecutionResult) -> None:
     """Answer env (first answer wins) and mark it done. A durable message is acknowledged
-    in the store now, unless its agent was not there to handle it (stopped, removed, down):
-    then it stays pending for the agent's next start."""
+    in the store now, unless it was refused because its agent was not there to handle it
+    (keep_pending): then it stays pending for the agent's next start."""
     env.done = True
-    if env.seq is not None and not env.settled and result.reason not in _NOT_THERE:
+    if env.seq is not None and not env.settled and not env.keep_pending:
         durability = env.origin.durability
         if durability is not None:
             durability.settle(env)
     if env.reply is not None:
         env.reply.set(result)
-    elif env.unclaimed and not env.dead_lettered:  # an ask whose caller died with its process
+    elif env.unclaimed and not env.dead_lettered and not env.keep_pending:  # its caller died
         env.dead_lettered = True
         env.origin.runtime.dead_letters.post(
             path=env.origin.path,
@@ -90,6 +90,8 @@ def give_up(
                 )
             origin.fallbacks[nxt].submit(env)
             return
+    if env.seq is not None and reason in _NOT_THERE:  # refused, not handled: kept for later
+        env.keep_pending = True
     if env.reply is None and not env.dead_lettered:  # a tell nobody could handle: never dropped
         env.dead_lettered = True  # silently, and counted once
         origin.runtime.dead_letters.post(
@@ -100,7 +102,7 @@ def give_up(
             trace_id=env.trace_id,
             attempts=env.attempts,
             error="; ".join(env.errors),
-            persist=env.seq is not None,
+            persist=env.seq is not None and not env.keep_pending,
         )
     finish(
         env,

@@ -33,7 +33,7 @@ from pydantic import BaseModel
 from actors import ExecutionResult, ExecutionStatus, FailureReason
 
 from .._events import emit
-from ..store import Store, StoreError
+from ..store import Store, StoreError, StoreTimeoutError
 from ._envelope import Envelope
 
 if TYPE_CHECKING:
@@ -50,6 +50,7 @@ __all__ = [
 ]
 
 PREFETCH = 64  # deliveries recorded in one commit, at most
+POISON_SLACK = 2  # runs beyond its retries a message may be delivered in before quarantine
 
 
 class AgentDurability:
@@ -73,9 +74,10 @@ class AgentDurability:
 
     # -- mailbox ---------------------------------------------------------------------------
 
-    def accept(self, env: Envelope, idempotency_key: str | None) -> bool:
-        """Commit env to the store before it is queued; False for a duplicate. Raises
-        TypeError for a message that cannot be pickled (so it cannot be kept)."""
+    def accept(self, env: Envelope, idempotency_key: str | None, timeout: float | None) -> bool:
+        """Commit env to the store before it is queued (within `timeout`: an ask's time
+        left); False for a duplicate. Raises TypeError for a message that cannot be pickled
+        (so it cannot be kept), StoreError (StoreTimeoutError) if it was not committed."""
         try:
             payload = pickle.dumps(
                 (env.message, env.reply is not None, env.trace_id), pickle.HIGHEST_PROTOCOL
@@ -83,7 +85,9 @@ class AgentDurability:
         except Exception as exc:
             msg = f"a durable mailbox keeps messages pickled, and this one cannot be: {exc}"
             raise TypeError(msg) from exc
-        appended = self.store.append(self.path, payload, idempotency_key=idempotency_key)
+        appended = self.store.append(
+            self.path, payload, idempotency_key=idempotency_key, timeout=timeout
+        )
         if appended.duplicate:
             with self._lock:
                 self.duplicates += 1
@@ -96,6 +100,7 @@ class AgentDurability:
         whoever waited for them is gone). A message that cannot be unpickled any more is
         dead-lettered by the caller (its envelope carries the error as its message)."""
         envs = []
+        self.store.flush()  # an earlier slot of this path may have acks still queued
         for pending in self.store.pending(self.path):
             try:
                 message, was_ask, trace_id = pickle.loads(pending.payload)
@@ -117,18 +122,28 @@ class AgentDurability:
         if env.seq is None or env.begun:
             return
         batch = [env, *(e for e in queued if e.seq is not None and not e.begun)][:PREFETCH]
-        self.store.begin_attempts(self.path, [e.seq for e in batch if e.seq is not None])
         for e in batch:
             e.begun = True
+        try:
+            self.store.begin_attempts(self.path, [e.seq for e in batch if e.seq is not None])
+        except StoreError as exc:  # handled anyway; after a crash it may not show redelivered
+            self._store_failed("begin", exc)
 
     def settle(self, env: Envelope, state: bytes | None = None) -> None:
-        """env's end: acknowledge it (with the agent's new snapshot, if any)."""
+        """env's end: acknowledge it, with the agent's new snapshot (given, or kept on env
+        since the agent returned a failure that went down the fallback chain)."""
+        if state is None:
+            state, env.state = env.state, None
         if env.settled or env.seq is None:
             if state is not None:
                 self.save(state)
             return
         env.settled = True
-        self.store.ack(self.path, env.seq, snapshot=state, wait=False)
+        try:
+            self.store.ack(self.path, env.seq, snapshot=state, wait=False)
+        except StoreError as exc:  # the caller is answered still; it is handled again later
+            self._store_failed("acknowledge", exc)
+            return
         if state is not None:
             self._saved(state)
 
@@ -138,6 +153,9 @@ class AgentDurability:
     # -- state -----------------------------------------------------------------------------
 
     def load(self) -> Snapshot | None:
+        """The stored snapshot, once what is queued for the store is written (an earlier
+        slot of this path may have its last snapshot still queued)."""
+        self.store.flush()
         return self.store.load_snapshot(self.path)
 
     def changed(self, state: bytes) -> bool:
@@ -148,8 +166,17 @@ class AgentDurability:
         self.state_error = None
 
     def save(self, state: bytes) -> None:
-        self.store.save_snapshot(self.path, state, wait=False)
+        try:
+            self.store.save_snapshot(self.path, state, wait=False)
+        except StoreError as exc:
+            self._store_failed("save the snapshot", exc)
+            return
         self._saved(state)
+
+    def _store_failed(self, what: str, exc: StoreError) -> None:
+        self.dirty = True  # the next message saves the state again
+        self.state_error = f"could not {what}: {exc}"
+        emit("store_write_failed", level="error", path=self.path, reason=self.state_error)
 
     def _saved(self, state: bytes) -> None:
         self.saved = state
@@ -171,19 +198,31 @@ def accept_durably(
         msg = "idempotency_key must not be empty"
         raise ValueError(msg)
     path = durability.path
+    timeout = None
+    if env.reply is not None and env.deadline is not None:  # an ask: within its deadline
+        timeout = max(0.001, env.deadline - env.origin.runtime.clock.now())
     try:
-        accepted = durability.accept(env, idempotency_key)
+        accepted = durability.accept(env, idempotency_key, timeout)
     except TypeError as exc:
         if env.reply is None:
             raise
         return _refused(env, ExecutionStatus.INVALID_INPUT, FailureReason.INVALID_INPUT, str(exc))
+    except StoreTimeoutError:
+        error = (
+            f"{path}: the store did not commit the message within the ask's deadline (if it "
+            "still does, the message is handled after the next start)"
+        )
+        return _refused(env, ExecutionStatus.TIMEOUT, FailureReason.ASK_TIMEOUT, error)
     except StoreError as exc:
         error = f"{path}: the store could not keep the message: {exc}"
         return _refused(env, ExecutionStatus.FAILURE, FailureReason.STORE_ERROR, error)
     if accepted:
         return None
     emit("duplicate_ignored", path=path, trace_id=env.trace_id, reason="idempotency key seen")
-    error = f"{path} already has the message with idempotency key {idempotency_key!r}"
+    error = (
+        f"{path} already has the message with idempotency key {idempotency_key!r} (pending "
+        "or handled; its answer went to whoever sent it first)"
+    )
     return _refused(env, ExecutionStatus.REJECTED, FailureReason.DUPLICATE, error)
 
 
@@ -206,16 +245,28 @@ def requeue_pending(slot: AgentSlot) -> None:
     if durability is None or not durability.durable:
         return
     envs = durability.recover(slot, slot.runtime.clock.now())
-    unreadable = [e for e in envs if isinstance(e.message, _Unreadable)]
+    # delivered in this many runs of the process and never acknowledged: it takes the
+    # process down with it (os._exit, a segfault, the OOM killer). Prefetch gives messages
+    # behind it a delivery too, hence the slack.
+    limit = slot.spec.retries + POISON_SLACK
+    bad = [e for e in envs if isinstance(e.message, _Unreadable) or e.prior_attempts > limit]
     with slot.lock:
-        slot.queue.extend(e for e in envs if not isinstance(e.message, _Unreadable))
-    for env in unreadable:
+        slot.queue.extend(e for e in envs if e not in bad)
+    for env in bad:
+        unreadable = isinstance(env.message, _Unreadable)
         env.dead_lettered = True
         slot.runtime.dead_letters.post(
-            path=slot.path, reason="unreadable", message=None, message_id=env.msg_id,
-            trace_id=env.trace_id, attempts=env.prior_attempts, error=env.message.error,
+            path=slot.path,
+            reason="unreadable" if unreadable else "poison",
+            message=None if unreadable else env.message,
+            message_id=env.msg_id,
+            trace_id=env.trace_id,
+            attempts=env.prior_attempts,
+            error=env.message.error
+            if unreadable
+            else f"delivered in {env.prior_attempts} runs of the process, never handled",
             persist=True,
-        )  # fmt: skip
+        )
         durability.settle(env)
 
 

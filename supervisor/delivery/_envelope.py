@@ -33,7 +33,10 @@ class Envelope:
     dead_lettered: recorded in the dead-letter office (once). With a durable mailbox: seq is
     the message's number in the store; prior_attempts its deliveries before this process
     (recovered); begun: this delivery is recorded in the store; settled: acknowledged there;
-    unclaimed: an ask recovered from the store, whose caller is gone with its process."""
+    unclaimed: an ask recovered from the store, whose caller is gone with its process;
+    keep_pending: not handled, and its agent not there to (stopped, removed, cut off at
+    shutdown): it stays in the store for the agent's next start; state: the agent's snapshot
+    after it, saved with its acknowledgement (a failure it returned is acknowledged later)."""
 
     message: Any
     reply: Reply | None
@@ -58,3 +61,5 @@ class Envelope:
     begun: bool = False
     settled: bool = False
     unclaimed: bool = False
+    keep_pending: bool = False
+    state: bytes | None = None

@@ -197,8 +197,11 @@ class AgentSlot:
                 if not self.wake_pending and self.host is not None:
                     self.wake_pending = True
                     wake = self.host
+            passivated = self.state is SlotState.PASSIVATED
         if wake is not None:
             wake.wake()
+        elif passivated and refused is None:
+            self.parent.post(Wake(self))
         if refused is not None:
             give_up(env, refused[0], refused[1], self.path, refused[2])
 

@@ -322,9 +322,8 @@ class ThreadHost(pykka.ThreadingActor):
         the message with it (a failure it returned is acknowledged once answered)."""
         state = self.runner.state_to_save(durability) if durability.persist else None
         durability.last_active = self.slot.runtime.clock.now()
-        if status in _PASSED_ON:
-            if state is not None:
-                durability.save(state)
+        if status in _PASSED_ON:  # acknowledged once answered, with this state
+            env.state = state
         else:
             durability.settle(env, state)
 

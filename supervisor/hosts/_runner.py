@@ -203,12 +203,12 @@ def restore_state(agent: Agent, durability: AgentDurability, spec: ChildSpec) ->
     cannot be restored: a bad snapshot never becomes a crash loop."""
     data = durability.saved
     version = None
-    if data is None:
-        stored = durability.load()
-        if stored is None:
-            return agent
-        data, version = stored.data, stored.version
     try:
+        if data is None:
+            stored = durability.load()
+            if stored is None:
+                return agent
+            data, version = stored.data, stored.version
         agent.restore(decode_state(data))  # type: ignore[attr-defined]
     except Exception as exc:  # noqa: BLE001 - bad state, or a restore() that cannot take it
         which = f"snapshot v{version}" if version is not None else "the last snapshot"

@@ -18,6 +18,7 @@ from ._protocol import (
     StoreOpenError,
     StoreSchemaError,
     StoreStats,
+    StoreTimeoutError,
     UnknownMessageError,
 )
 from ._sqlite import SCHEMA_VERSION, SQLiteStore
@@ -35,6 +36,7 @@ __all__ = [
     "StoreOpenError",
     "StoreSchemaError",
     "StoreStats",
+    "StoreTimeoutError",
     "StoredDeadLetter",
     "UnknownMessageError",
     "open_store",

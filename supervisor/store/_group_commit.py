@@ -19,7 +19,7 @@ from typing import Any, Generic, TypeVar
 
 import structlog
 
-from ._protocol import StoreClosedError, StoreError
+from ._protocol import StoreClosedError, StoreError, StoreTimeoutError
 
 __all__ = ["MAX_BATCH", "GroupCommitter", "PausedWriter", "WriterCounters"]
 
@@ -84,12 +84,14 @@ class GroupCommitter:
         self._thread = threading.Thread(target=self._run, name=name, daemon=True)
         self._thread.start()
 
-    def submit(self, fn: Operation[T], what: str) -> T:
+    def submit(self, fn: Operation[T], what: str, timeout: float | None = None) -> T:
         """Run fn(conn) in the writer's next transaction; return its result once committed.
         Raises what fn raised (a sqlite3.Error wrapped in StoreError), StoreError if the
-        batch did not commit, StoreClosedError after close()."""
+        batch did not commit, StoreClosedError after close(), StoreTimeoutError if it was
+        not committed within `timeout` seconds (it may still be, later)."""
         job = self._enqueue(_Job(fn, what))
-        job.done.wait()
+        if not job.done.wait(timeout):
+            raise StoreTimeoutError(f"{what}: not committed within {timeout:.3g}s")
         if job.error is not None:
             raise job.error
         return job.result  # type: ignore[return-value]  # set by the writer when no error

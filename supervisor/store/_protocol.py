@@ -22,6 +22,7 @@ __all__ = [
     "StoreOpenError",
     "StoreSchemaError",
     "StoreStats",
+    "StoreTimeoutError",
     "StoredDeadLetter",
     "UnknownMessageError",
 ]
@@ -33,6 +34,10 @@ class StoreError(Exception):
 
 class StoreClosedError(StoreError, RuntimeError):
     """The store was closed: no read or write is possible any more."""
+
+
+class StoreTimeoutError(StoreError, TimeoutError):
+    """A write was not committed within the time its caller could wait (it may still be)."""
 
 
 class StoreOpenError(StoreError):
@@ -128,9 +133,20 @@ class Store(Protocol):
     Wrong argument types raise TypeError, empty agent or key ValueError; after close() every
     call but stats() and close() raises StoreClosedError."""
 
-    def append(self, agent: str, payload: bytes, *, idempotency_key: str | None = None) -> Appended:
+    def append(
+        self,
+        agent: str,
+        payload: bytes,
+        *,
+        idempotency_key: str | None = None,
+        timeout: float | None = None,
+    ) -> Appended:
         """Store a message for agent. With a key already pending or recently handled for
-        agent, store nothing and return that message's seq with duplicate=True."""
+        agent, store nothing and return that message's seq with duplicate=True.
+        StoreTimeoutError if it is not committed within `timeout` seconds."""
+
+    def flush(self) -> None:
+        """Return once every write queued before this call is committed (or failed)."""
 
     def pending(
         self, agent: str, *, after: int = 0, limit: int | None = None

@@ -102,7 +102,12 @@ class SQLiteStore:
     # mailbox
 
     def append(
-        self, agent: str, payload: bytes, *, idempotency_key: str | None = None
+        self,
+        agent: str,
+        payload: bytes,
+        *,
+        idempotency_key: str | None = None,
+        timeout: float | None = None,
     ) -> p.Appended:
         agent, data, now = p.check_agent(agent), p.check_payload(payload), time.time()
         key = p.check_key(idempotency_key)
@@ -124,7 +129,10 @@ class SQLiteStore:
             assert cur.lastrowid is not None  # an INSERT into a rowid table always has one
             return p.Appended(cur.lastrowid)
 
-        return self._writer.submit(op, f"append for {agent!r}")
+        return self._writer.submit(op, f"append for {agent!r}", timeout)
+
+    def flush(self) -> None:
+        self._writer.submit(lambda conn: None, "flush")
 
     def pending(
         self, agent: str, *, after: int = 0, limit: int | None = None

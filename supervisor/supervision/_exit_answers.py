@@ -37,7 +37,7 @@ def answer_exit(
     spec = child.spec
     if kind is ExitKind.CRASH and env.stage < 0 and spec.retries > 0:
         closed = child.state in (SlotState.REMOVED, SlotState.FAILED)
-        if env.attempts <= spec.retries and not closed:
+        if env.prior_attempts + env.attempts <= spec.retries and not closed:
             _retry(runtime, child, env, error)
             return
         runtime.dead_letters.post(

@@ -35,7 +35,7 @@ def watch(slot: AgentSlot, gen: int) -> None:
     now = runtime.clock.now()
     last = durability.last_active
     due = (last if last is not None and last <= now else now) + after
-    if due <= now:  # busy past it (a message running, or queued): look again a period on
+    if due <= now and not idle(slot, now):  # busy past it: look again a period on
         due = now + after
 
     def check() -> None:
@@ -54,7 +54,7 @@ def idle(slot: AgentSlot, now: float) -> bool:
     after, durability, host = slot.spec.passivate_after, slot.durability, slot.host
     if after is None or durability is None or host is None or host.current is not None:
         return False
-    if slot.queue:
+    if slot.queue or slot.retrying:  # a retry waiting for its backoff is work too
         return False
     last = durability.last_active
     return last is None or now - last >= after
@@ -62,7 +62,10 @@ def idle(slot: AgentSlot, now: float) -> bool:
 
 def passivate(rec: ChildRecord, slot: AgentSlot, gen: int, now: float) -> None:
     """Stop an idle agent until its next message (if it is still idle, and still that one)."""
-    if rec.phase != Phase.RUNNING or rec.want != Want.RUN or rec.gen != gen or not idle(slot, now):
+    if rec.phase != Phase.RUNNING or rec.want != Want.RUN or rec.gen != gen:
+        return
+    if not idle(slot, now):  # a message came meanwhile: due again after it
+        watch(slot, gen)
         return
     rec.passivating = True
     rec.want = Want.STOP
@@ -72,7 +75,7 @@ def passivate(rec: ChildRecord, slot: AgentSlot, gen: int, now: float) -> None:
 
 def wake(rec: ChildRecord, slot: AgentSlot) -> None:
     """A message came for a passivated (or passivating) agent: run it again."""
-    if not rec.passivating:
+    if not rec.passivating or rec.want != Want.STOP:  # stop_child wins over a wake-up
         return
     rec.passivating = False
     rec.want = Want.RUN

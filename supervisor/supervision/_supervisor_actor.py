@@ -329,6 +329,7 @@ class SupervisorActor(pykka.ThreadingActor):
             if rec.host is not None:
                 current = rec.host.abandon()  # the message it was still running, if any
                 if current is not None:
+                    current.keep_pending = current.seq is not None  # durable: not handled
                     give_up(
                         current,
                         ExecutionStatus.FAILURE,
@@ -445,7 +446,7 @@ class SupervisorActor(pykka.ThreadingActor):
             return self.purpose
         if rec.restart_pending:
             return "restart"
-        if rec.passivating:
+        if rec.passivating and rec.want == Want.STOP:
             return "passivate"
         return "remove" if rec.want == Want.REMOVE else "shutdown"
 

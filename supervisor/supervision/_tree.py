@@ -54,6 +54,7 @@ class TreeIndex:
         if isinstance(spec, Supervisor):
             return self._build(spec, parent)
         slot = AgentSlot(f"{parent.path}/{spec.id}", spec, self.runtime, parent)
+        requeue_pending(slot)  # a durable mailbox: what the store still holds comes first
         fallbacks = []
         for fb in spec.fallback:
             fslot = AgentSlot(
@@ -64,7 +65,6 @@ class TreeIndex:
             fallbacks.append(fslot)
         slot.fallbacks = tuple(fallbacks)
         self.slots[slot.path] = slot
-        requeue_pending(slot)  # a durable mailbox: what the store still holds comes first
         return slot
 
     # -- lookups ---------------------------------------------------------------------------

@@ -68,6 +68,7 @@ class System:
             raise TypeError(msg)
         default_timeout = seconds("default_timeout", default_timeout)
         ray_address = ray_address_option(ray_address)
+        tracer = make_tracing(tracing)  # before the store: it may raise (no otel extra)
         self._store = SystemStore(spec, store)
         self.spec = spec
         self.clock: Clock = clock or MonotonicClock()
@@ -85,7 +86,7 @@ class System:
             start_child=self.start_child,
             stop_child=self.stop_child,
             rng=random.Random(seed),
-            tracing=make_tracing(tracing),
+            tracing=tracer,
             name=spec.id,
             ray_address=ray_address,
             store=self._store.store,
