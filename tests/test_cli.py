@@ -88,7 +88,7 @@ def test_hivekeeper_run_in_a_real_process_stops_cleanly_on_sigint():
     """SIGINT is sent only once the child has announced it is ready ("Ctrl-C to stop"),
     which it does only once Ctrl-C leads to the ordered shutdown: never a race."""
     exe = Path(sys.executable).with_name("hivekeeper")
-    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    env = {**os.environ, "PYTHONUNBUFFERED": "1", "PYTHONFAULTHANDLER": "1"}
     proc = subprocess.Popen(
         [str(exe), "run", "tests.cli_trees:small", "--refresh", "0.1"],
         cwd=ROOT,
@@ -112,7 +112,14 @@ def test_hivekeeper_run_in_a_real_process_stops_cleanly_on_sigint():
     try:
         assert started.wait(60), "".join(lines)  # generous: the machine may be busy
         proc.send_signal(signal.SIGINT)
-        assert proc.wait(60) == 0, "".join(lines)
+        try:
+            code = proc.wait(60)
+        except subprocess.TimeoutExpired:  # where is it stuck? faulthandler prints every thread
+            proc.send_signal(signal.SIGABRT)
+            proc.wait(10)
+            reader.join(10)
+            pytest.fail("no exit 60 s after SIGINT:\n" + "".join(lines)[-6000:])
+        assert code == 0, "".join(lines)
     finally:
         if proc.poll() is None:
             proc.kill()
