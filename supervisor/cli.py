@@ -17,7 +17,9 @@ from __future__ import annotations
 import contextlib
 import importlib
 import os
+import signal
 import sys
+import threading
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Annotated, Any
 
@@ -235,15 +237,25 @@ def run(
             server = serve(system, host, http, token, allow_host)
         if hook is not None:
             call_hook(hook, str(on_start), system)
-        console.print(
-            f"started {spec.id} with {len(system.paths())} agents"
-            + (f"; health at {server.url}" if server else "")
-            + "; Ctrl-C to stop",
-            highlight=False,
-            markup=False,
-        )
-        sys.stdout.flush()
-        watch(system, console, refresh, duration)
+        # Ctrl-C sets an event the view waits on: a KeyboardInterrupt could land anywhere
+        # (inside a library that swallows it: seen once in a hundred runs on a busy machine)
+        stop_requested = threading.Event()
+        on_main = threading.current_thread() is threading.main_thread()  # (signals: only there)
+        if on_main:
+            previous = signal.signal(signal.SIGINT, lambda signum, frame: stop_requested.set())
+        try:
+            console.print(
+                f"started {spec.id} with {len(system.paths())} agents"
+                + (f"; health at {server.url}" if server else "")
+                + "; Ctrl-C to stop",
+                highlight=False,
+                markup=False,
+            )
+            sys.stdout.flush()
+            watch(system, console, refresh, duration, stop_requested)
+        finally:
+            if on_main:
+                signal.signal(signal.SIGINT, previous)  # a second Ctrl-C interrupts the shutdown
     except KeyboardInterrupt:
         pass
     except BaseException:

@@ -65,15 +65,21 @@ def stop(system: System, server: HealthServer | None) -> None:
             server.close()
 
 
-def watch(system: System, console: Console, refresh: float, duration: float | None) -> None:
-    """The live view until `duration` passes (forever without one; Ctrl-C ends it)."""
+def watch(
+    system: System,
+    console: Console,
+    refresh: float,
+    duration: float | None,
+    stop: threading.Event | None = None,
+) -> None:
+    """The live view until `duration` passes (forever without one) or `stop` is set."""
     from rich.live import Live  # noqa: PLC0415
 
     last: dict[str, tuple[float, int]] = {}
     stop_at = time.monotonic() + duration if duration is not None else None
-    wake = threading.Event()
+    wake = stop if stop is not None else threading.Event()
     with Live(console=console, refresh_per_second=max(1.0, 1 / refresh), transient=False) as live:
-        while stop_at is None or time.monotonic() < stop_at:
+        while (stop_at is None or time.monotonic() < stop_at) and not wake.is_set():
             try:
                 health = system.health()
                 now = time.monotonic()
