@@ -490,3 +490,20 @@ def test_a_message_that_takes_the_process_down_every_run_is_quarantined(tmp_path
         assert system.ask("root/c", "get", timeout=10.0).data["items"] == ["fine"]
         poison = system.dead_letters(reason="poison")
         assert [d.message for d in poison] == ["deadly"]
+
+
+def test_async_callers_reach_a_durable_agent_without_blocking_their_loop(tmp_path: Path) -> None:
+    import asyncio
+
+    with start(_tree(persist=True, durable=True), store=_url(tmp_path)) as system:
+
+        async def main() -> tuple[Any, Any]:
+            first = await system.ask_async("root/c", "a", timeout=10.0, idempotency_key="k")
+            again = await system.ask_async("root/c", "a", timeout=10.0, idempotency_key="k")
+            await system.tell_async("root/c", "b")
+            return first, again
+
+        first, again = asyncio.run(main())
+        assert first.status is ExecutionStatus.SUCCESS
+        assert again.reason is FailureReason.DUPLICATE
+        wait_until(lambda: system.ask("root/c", "get", timeout=10.0).data["n"] == 2)

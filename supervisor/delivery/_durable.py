@@ -34,6 +34,7 @@ from actors import ExecutionResult, ExecutionStatus, FailureReason
 
 from .._events import emit
 from ..store import Store, StoreError, StoreTimeoutError
+from ..store._protocol import check_key
 from ._envelope import Envelope
 
 if TYPE_CHECKING:
@@ -191,12 +192,7 @@ def accept_durably(
     gets at once: REJECTED (duplicate) for a key seen before, FAILURE (store_error) when the
     store could not keep it, INVALID_INPUT for an ask whose message cannot be pickled (a
     tell of one raises TypeError, as the caller's mistake)."""
-    if idempotency_key is not None and not isinstance(idempotency_key, str):
-        msg = f"idempotency_key must be a str or None, got {type(idempotency_key).__name__}"
-        raise TypeError(msg)
-    if idempotency_key is not None and not idempotency_key.strip():
-        msg = "idempotency_key must not be empty"
-        raise ValueError(msg)
+    check_key(idempotency_key)  # a caller's mistake raises here, not as a refused message
     path = durability.path
     timeout = None
     if env.reply is not None and env.deadline is not None:  # an ask: within its deadline

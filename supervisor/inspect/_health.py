@@ -116,20 +116,21 @@ def snapshot(tree: TreeIndex, system_state: str) -> TreeHealth:
             "actors": actors,
             "dead_letters": {clean_text(reason): n for reason, n in letters.items()},
             "taken_at": datetime.now(tz=UTC),
-            "store": _store(tree),
+            "store": _store(tree, at),
         },
     )
 
 
-def _store(tree: TreeIndex) -> StoreHealth | None:
+def _store(tree: TreeIndex, at: SnapshotPass) -> StoreHealth | None:
     store = tree.runtime.store
     if store is None:
         return None
     s = store.stats()
+    pending = sum(at.pending_counts().values())  # read once for the agents' entries too
     try:
-        pending, letters = sum(store.pending_counts().values()), store.dead_letter_count()
+        letters = store.dead_letter_count()
     except Exception:  # noqa: BLE001 - a closed store: what it counted still shows
-        pending = letters = 0
+        letters = 0
     return trusted(
         StoreHealth,
         {

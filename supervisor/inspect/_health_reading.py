@@ -127,15 +127,15 @@ class SnapshotPass:
         self.now: dict[str, _Kept] = {}
         self._pending: dict[str, int] | None = None  # read once, if a durable agent asks
 
-    def pending(self, path: str) -> int:
-        """Messages pending in the store for a durable agent (one query per snapshot)."""
+    def pending_counts(self) -> dict[str, int]:
+        """Messages pending in the store, per durable agent (one query per snapshot)."""
         if self._pending is None:
             store = self.tree.runtime.store
             try:
                 self._pending = store.pending_counts() if store is not None else {}
             except Exception:  # noqa: BLE001 - a closed or broken store: health still answers
                 self._pending = {}
-        return self._pending.get(path, 0)
+        return self._pending
 
     def finish(self) -> None:
         """Keep this snapshot's entries for the next one (only the agents it still has)."""
@@ -165,7 +165,7 @@ def agent_entry(slot: AgentSlot, at: SnapshotPass) -> ActorHealth:
         else (
             durability.durable,
             durability.persist,
-            at.pending(slot.path) if durability.durable else None,
+            at.pending_counts().get(slot.path, 0) if durability.durable else None,
             durability.redelivered,
             durability.duplicates,
             durability.last_snapshot_at,

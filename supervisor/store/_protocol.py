@@ -226,8 +226,8 @@ def check_key(key: object) -> str | None:
         return None
     if not isinstance(key, str):
         raise TypeError(f"idempotency_key must be a str or None, got {type(key).__name__}")
-    if not key:
-        raise ValueError("idempotency_key must not be empty (pass None for no key)")
+    if not key.strip():
+        raise ValueError("idempotency_key must not be empty or blank (pass None for no key)")
     return key
 
 

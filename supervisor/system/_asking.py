@@ -96,10 +96,7 @@ class Asking:
     ) -> ExecutionResult:
         """Send and wait for the answer, at most `timeout` seconds (default: the system's
         default_timeout). Returns an ExecutionResult whatever the agent did."""
-        sent = self._submit_ask(None, None, path, message, timeout, trace_id, idempotency_key)
-        if isinstance(sent, ExecutionResult):
-            return sent
-        return self._await_reply(sent, path, self._timeout_of(None, timeout))
+        return self._ask(None, None, path, message, timeout, trace_id, idempotency_key)
 
     def ask_future(
         self,
@@ -125,12 +122,7 @@ class Asking:
     ) -> ExecutionResult:
         """ask() for code running in an event loop: never blocks the loop (a durable
         agent's commit is waited for on a worker thread)."""
-        if idempotency_key is not None or self._durable(path):
-            sent = await asyncio.to_thread(
-                self._submit_ask, None, None, path, message, timeout, trace_id, idempotency_key
-            )
-            return await self._await_async(sent, path, self._timeout_of(None, timeout))
-        return await self._ask_async(None, None, path, message, timeout, trace_id)
+        return await self._ask_async(None, None, path, message, timeout, trace_id, idempotency_key)
 
     async def _ask_async(
         self,
@@ -140,8 +132,13 @@ class Asking:
         message: Any,
         timeout: float | None,
         trace_id: str | None = None,
+        idempotency_key: str | None = None,
     ) -> ExecutionResult:
-        sent = self._submit_ask(parent, caller, path, message, timeout, trace_id)
+        args = (parent, caller, path, message, timeout, trace_id, idempotency_key)
+        if idempotency_key is not None or self._durable(path):  # a commit to wait for
+            sent = await asyncio.to_thread(self._submit_ask, *args)
+        else:
+            sent = self._submit_ask(*args)
         return await self._await_async(sent, path, self._timeout_of(parent, timeout))
 
     async def _await_async(
@@ -295,8 +292,9 @@ class Asking:
         message: Any,
         timeout: float | None,
         trace_id: str | None = None,
+        idempotency_key: str | None = None,
     ) -> ExecutionResult:
-        sent = self._submit_ask(parent, caller, path, message, timeout, trace_id)
+        sent = self._submit_ask(parent, caller, path, message, timeout, trace_id, idempotency_key)
         if isinstance(sent, ExecutionResult):
             return sent
         return self._await_reply(sent, path, self._timeout_of(parent, timeout))
