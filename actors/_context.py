@@ -86,3 +86,12 @@ class AgentContext(Protocol):
     def stop_child(self, path: str, *, timeout: float | None = None) -> None:
         """Stop and remove the child at `path` (it finishes its current message); same
         errors and wait as start_child."""
+
+    async def start_child_async(
+        self, supervisor: str, spec: Any, *, timeout: float | None = None
+    ) -> str:
+        """start_child() for `async def handle`: waits without blocking the event loop (a
+        task agent, isolation="task", must use this one: its loop is shared)."""
+
+    async def stop_child_async(self, path: str, *, timeout: float | None = None) -> None:
+        """stop_child() for `async def handle`, like start_child_async."""

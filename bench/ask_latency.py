@@ -38,6 +38,11 @@ class Echo(Agent):
         return message
 
 
+class AsyncEcho(Agent):
+    async def handle(self, message: Any) -> Any:
+        return message
+
+
 def sample(fn: Callable[[int], Any], n: int) -> tuple[float, float]:
     pc = time.perf_counter_ns
     out = []
@@ -53,6 +58,7 @@ class Stand(RuleBasedAgent):
 
 
 FULL = "hivekeeper ask (deadline + breaker + fallback)"
+TASK = "hivekeeper ask, task agent (deadline + breaker + fallback)"
 RAW = "raw pykka ref.ask(timeout=1.0)"
 
 
@@ -65,6 +71,7 @@ def measure() -> dict[str, tuple[float, float]]:
             ChildSpec("full", Echo, breaker=BreakerPolicy(), fallback=Stand),
             ChildSpec("deadline", Echo),
             ChildSpec("plain", Echo, message_timeout=None),
+            ChildSpec("task", AsyncEcho, isolation="task", breaker=BreakerPolicy(), fallback=Stand),
         ],
     )
     ref = RawEcho.start()
@@ -78,6 +85,7 @@ def measure() -> dict[str, tuple[float, float]]:
             "hivekeeper ask (no message deadline)": lambda i: system.ask(
                 "bench/plain", i, timeout=1.0
             ),
+            TASK: lambda i: system.ask("bench/task", i, timeout=1.0),
         }
         for fn in variants.values():
             sample(fn, 2000)
@@ -95,9 +103,12 @@ def measure() -> dict[str, tuple[float, float]]:
 def rows() -> list[Row]:
     got = measure()
     (full50, full99), (raw50, raw99) = got[FULL], got[RAW]
+    task50, task99 = got[TASK]
     return [
         ratio_row("ask p50 (deadline + breaker + fallback)", full50, raw50, "us", 1.10),
         ratio_row("ask p99 (deadline + breaker + fallback)", full99, raw99, "us", 1.25),
+        ratio_row("ask p50, task agent (same)", task50, raw50, "us", 1.10),
+        ratio_row("ask p99, task agent (same)", task99, raw99, "us", 1.25),
     ]
 
 

@@ -3,6 +3,7 @@ starts (OTP's check_childspec)."""
 
 from __future__ import annotations
 
+import inspect
 import re
 from collections import Counter
 from collections.abc import Callable, Iterator, Mapping
@@ -16,7 +17,7 @@ from strategies import Backoff, BreakerPolicy, OneForOne, RateLimit, RestartStra
 __all__ = ["ChildSpec", "Isolation", "Overflow", "Supervisor", "iter_specs"]
 
 Overflow = Literal["reject", "drop_oldest"]
-Isolation = Literal["thread", "process", "ray"]
+Isolation = Literal["thread", "task", "process", "ray"]
 MAX_SECONDS = 365 * 24 * 3600.0  # the longest timeout a declaration takes (finite: no inf/nan)
 _ID = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.:-]*$")
 
@@ -55,9 +56,11 @@ class ChildSpec(BaseModel):
     max_abandoned: hung handlers (abandoned threads still running) this agent may have at
       once; past it the agent stays down, its fallback answering, until one of them ends
       (a thread cannot be killed: use process isolation for agents that hang for good).
-    isolation: "thread" (the agent is an object on a thread of this process) or "process"
-      (it is built and runs in a worker process, SIGKILLed on a deadline overrun; its
-      factory, args, messages and results cross pickled, with cloudpickle).
+    isolation: "thread" (the agent is an object on a thread of this process), "task" (an
+      `async def handle` agent without a thread: a task on one of a few event loops the
+      system's task agents share; cancelled at its deadline; 100,000 fit in one process),
+      "process" (it is built and runs in a worker process, SIGKILLed on a deadline overrun;
+      its factory, args, messages and results cross pickled, with cloudpickle) or "ray".
     memory_limit_mb: the most memory a process agent's worker may map (RLIMIT_AS); past it
       the message fails and the agent is restarted with reason memory.
     ray_options: with isolation="ray" (the agent is a Ray actor, on any node of the cluster),
@@ -147,13 +150,26 @@ class ChildSpec(BaseModel):
                 f"process; {self.id!r} runs on a thread of this process)"
             )
             raise ValueError(msg)
+        factory = self.factory
+        if (
+            self.isolation == "task"
+            and isinstance(factory, type)
+            and issubclass(factory, Agent)
+            and not inspect.iscoroutinefunction(factory.handle)
+        ):
+            msg = (
+                f"isolation='task' needs `async def handle` ({factory.__name__}.handle is "
+                "sync): task agents share an event loop, and a blocking handler would stall "
+                "the others; use isolation='thread' for a sync handler"
+            )
+            raise ValueError(msg)
         return self
 
     @model_validator(mode="after")
     def _check_durability(self) -> ChildSpec:
-        if self.persist and self.isolation != "thread":
+        if self.persist and self.isolation not in ("thread", "task"):
             msg = (
-                f"persist=True needs isolation='thread' for now ({self.id!r} has "
+                f"persist=True needs isolation='thread' or 'task' for now ({self.id!r} has "
                 f"isolation={self.isolation!r}: its state lives in another process)"
             )
             raise ValueError(msg)

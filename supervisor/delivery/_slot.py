@@ -29,7 +29,7 @@ from ._stats import SlotStats
 if TYPE_CHECKING:
     from .._scheduler import Timer
     from .._spec import ChildSpec
-    from ..hosts._host import ThreadHost
+    from ..hosts._host_core import HostCore
     from ..supervision._node import SupervisorNode
     from ._envelope import Envelope
     from ._runtime import Runtime
@@ -85,8 +85,8 @@ class AgentSlot:
         self.kind = kind
         self.lock = threading.Lock()
         self.queue: deque[Envelope] = deque()
-        self.host: ThreadHost | None = None
-        self.hosts: list[ThreadHost] = []  # every host whose thread may still run
+        self.host: HostCore | None = None
+        self.hosts: list[HostCore] = []  # every host whose thread may still run
         self.generation = 0
         self.wake_pending = False
         self.state = SlotState.STARTING
@@ -113,7 +113,7 @@ class AgentSlot:
         """Route env: into the mailbox, or down the fallback chain, or answer it at once."""
         divert: tuple[ExecutionStatus, str, FailureReason] | None = None
         dropped: Envelope | None = None
-        wake: ThreadHost | None = None
+        wake: HostCore | None = None
         with self.lock:
             state = self.state
             if state in _QUEUEING or (state in _DEGRADED and not self._fallback_ready()):
@@ -176,7 +176,7 @@ class AgentSlot:
     def redeliver(self, env: Envelope) -> None:
         """Put a message that crashed its handler back at the head of the queue (a retry).
         A retry is a delivery like any other: an open breaker keeps it from the primary."""
-        wake: ThreadHost | None = None
+        wake: HostCore | None = None
         refused: tuple[ExecutionStatus, str, FailureReason] | None = None
         with self.lock:
             self.retrying.discard(env)
@@ -205,7 +205,7 @@ class AgentSlot:
         if refused is not None:
             give_up(env, refused[0], refused[1], self.path, refused[2])
 
-    def take(self, host: ThreadHost) -> tuple[Envelope | None, float | None]:
+    def take(self, host: HostCore) -> tuple[Envelope | None, float | None]:
         """The next message for `host`, made its current message, and the deadline at which
         the watchdog must be armed (None: already armed, or no deadline). (None, None) when
         the host is detached, the queue is empty or the head waits for a rate-limit token
@@ -322,7 +322,7 @@ class AgentSlot:
             self.generation += 1
             return self.generation
 
-    def activate(self, host: ThreadHost) -> bool:
+    def activate(self, host: HostCore) -> bool:
         """Attach a started host; False when a newer host, an abandonment or a stop request
         superseded it."""
         with self.lock:
@@ -336,19 +336,19 @@ class AgentSlot:
             host.wake()
         return True
 
-    def lose_locked(self, host: ThreadHost) -> None:
+    def lose_locked(self, host: HostCore) -> None:
         """`host` hung or crashed (the caller holds the lock): it takes no more messages, and
         they wait for its replacement."""
         if self.host is host:
             self.host = None
             self.state = SlotState.RESTARTING
 
-    def release_locked(self, host: ThreadHost) -> None:
+    def release_locked(self, host: HostCore) -> None:
         """`host` ends by itself (its agent stopped itself; the caller holds the lock)."""
         if self.host is host:
             self.host = None
 
-    def detach(self, host: ThreadHost, state: SlotState | None = None) -> bool:
+    def detach(self, host: HostCore, state: SlotState | None = None) -> bool:
         """Stop routing to `host` (it finishes its current message); True if it was attached."""
         with self.lock:
             attached = self.host is host
@@ -358,7 +358,7 @@ class AgentSlot:
                 self.state = state
         return attached
 
-    def live_hosts(self) -> list[ThreadHost]:
+    def live_hosts(self) -> list[HostCore]:
         with self.lock:
             self.hosts = [h for h in self.hosts if not h.finished]
             return list(self.hosts)

@@ -1,7 +1,8 @@
-"""HostContext: the AgentContext a thread host gives its agent."""
+"""HostContext: the AgentContext a host in this process (a thread or a task) gives its agent."""
 
 from __future__ import annotations
 
+import asyncio
 from typing import TYPE_CHECKING, Any
 
 from actors import ExecutionResult
@@ -10,7 +11,7 @@ from ._async import in_event_loop
 
 if TYPE_CHECKING:
     from .._spec import ChildSpec, Supervisor
-    from ._host import ThreadHost
+    from ._host_core import HostCore
 
 __all__ = ["HostContext"]
 
@@ -19,7 +20,7 @@ _LEAST_WAIT = 0.001  # a deadline already passed still lets the request be tried
 
 
 class HostContext:
-    def __init__(self, host: ThreadHost) -> None:
+    def __init__(self, host: HostCore) -> None:
         self._host = host
 
     @property
@@ -91,10 +92,40 @@ class HostContext:
     def start_child(
         self, supervisor: str, spec: ChildSpec | Supervisor, *, timeout: float | None = None
     ) -> str:
+        self._refuse_on_shared_loop("start_child")
         runtime = self._host.slot.runtime
         return runtime.start_child(supervisor, spec, timeout=self._wait_for(timeout))
 
     def stop_child(self, path: str, *, timeout: float | None = None) -> None:
+        self._check_not_self(path)
+        self._refuse_on_shared_loop("stop_child")
+        runtime = self._host.slot.runtime
+        runtime.stop_child(path, timeout=self._wait_for(timeout))
+
+    async def start_child_async(
+        self, supervisor: str, spec: ChildSpec | Supervisor, *, timeout: float | None = None
+    ) -> str:
+        wait = self._wait_for(timeout)
+        runtime = self._host.slot.runtime
+        made: str = await asyncio.to_thread(runtime.start_child, supervisor, spec, timeout=wait)
+        return made
+
+    async def stop_child_async(self, path: str, *, timeout: float | None = None) -> None:
+        self._check_not_self(path)
+        wait = self._wait_for(timeout)
+        await asyncio.to_thread(self._host.slot.runtime.stop_child, path, timeout=wait)
+
+    def _refuse_on_shared_loop(self, what: str) -> None:
+        """A task agent's loop is shared: a blocking wait there could wait for a start that
+        needs that very loop."""
+        if self._host.runner.isolation == "task" and in_event_loop():
+            msg = (
+                f"self.context.{what}() blocks, and this task agent shares its event loop: "
+                f"use `await self.context.{what}_async(...)`"
+            )
+            raise RuntimeError(msg)
+
+    def _check_not_self(self, path: str) -> None:
         own = self.path
         if path == own or own.startswith(f"{path}/"):
             msg = (
@@ -103,8 +134,6 @@ class HostContext:
                 "this agent after the current message"
             )
             raise ValueError(msg)
-        runtime = self._host.slot.runtime
-        runtime.stop_child(path, timeout=self._wait_for(timeout))
 
     def _wait_for(self, timeout: float | None) -> float:
         """How long a tree change may block this handler: what the caller gave, else what is

@@ -1,17 +1,11 @@
 """ThreadHost: the pykka actor that runs one instance of an agent on its own thread.
 
-The host is the small, replaceable part: it builds the agent, takes messages from its slot's
-mailbox (pykka's inbox only carries wake-ups and stop), runs handle(), answers, and reports
-started / exited / stopped to its supervisor. It decides nothing about restarts.
-
-Failure path, written plainly:
-- an exception (any BaseException) in __init__/on_start/handle: this instance crashed. It
-  detaches from its slot (queued messages stay there for the replacement), counts a breaker
-  failure, reports Exited(CRASH) with the message that crashed it, and stops. Nothing escapes
-  into pykka, so pykka never runs ActorRegistry.stop_all().
-- a handler overrunning its message deadline: the watchdog (check_overrun, on the timer
-  thread) detaches it and reports Exited(HANG); the supervisor abandons it. Its thread finishes
-  in the background; a late result is discarded.
+What a host is and does is HostCore's (_host_core.py); this is how a thread carries it:
+pykka's inbox brings wake-ups and the stop request (the slot owns the mailbox), and the
+handler runs on the thread itself (an `async def handle` on the thread's own event loop).
+Nothing the agent raises escapes into pykka, so pykka never runs ActorRegistry.stop_all().
+A handler past its deadline cannot be killed: its thread is abandoned and finishes in the
+background.
 """
 
 from __future__ import annotations
@@ -23,55 +17,32 @@ from typing import TYPE_CHECKING, Any
 
 import pykka
 
-from actors import ExecutionResult, ExecutionStatus, FailureReason
-from actors._current import MessageContext, current_message
-from strategies import ExitKind
+from actors._current import current_message
 
-from .._events import emit
-from ..delivery._breaker import DeadlineExceeded
-from ..delivery._messages import Exited, Reconcile, Started, Stopped
-from ._async import HostLoop
-from ._outcome import RemoteCrash, answer, breaker_failure, describe
-from ._runner import AgentRunner, make_runner
+from ..delivery._messages import Stopped
+from ._host_core import HostCore
+from ._outcome import RemoteCrash, describe
+from ._runner import make_runner
 
 if TYPE_CHECKING:
-    from .._scheduler import Timer
-    from ..delivery._durable import AgentDurability
     from ..delivery._envelope import Envelope
     from ..delivery._slot import AgentSlot
+    from ._async import HostLoop
 
 __all__ = ["ThreadHost", "describe"]
 
 _WAKE = "hivekeeper.wake"
-_PASSED_ON = frozenset({"failure", "timeout", "invalid_output"})  # down the fallback chain
 _DIED = "hivekeeper.worker_died"
 
 
-class ThreadHost(pykka.ThreadingActor):
-    """Invariants: `current` is the message its handler is running (None between messages);
-    once `hung`, `crashed` or `abandoned` is set the host never answers again; `finished` is
-    set when its thread is about to end."""
-
+class ThreadHost(HostCore, pykka.ThreadingActor):
     use_daemon_thread = True  # an abandoned handler must not keep the process alive
 
     def __init__(self, slot: AgentSlot, gen: int) -> None:
-        super().__init__()
-        self.slot = slot
-        self.gen = gen
-        self.runner: AgentRunner = make_runner(self)
-        self.current: Envelope | None = None
-        self.current_deadline: float | None = None
-        self.armed_at: float | None = None
-        self.crashed = False
-        self.hung = False
-        self.abandoned = False
-        self.finished = False
-        self.stop_requested = False  # the agent asked to stop (context.stop())
-        self.stopping = False  # its supervisor asked it to stop
-        self.counted_abandoned = False  # its thread counts in the slot's abandoned_running
-        self.thread: threading.Thread | None = None
+        pykka.ThreadingActor.__init__(self)
+        HostCore.__init__(self, slot, gen)
+        self.runner = make_runner(self)
         self.running_async: HostLoop | None = None  # set while an async handler runs
-        self.watchdog: Timer | None = None  # the armed deadline check (cancelled at the end)
 
     @classmethod
     def launch(cls, slot: AgentSlot, gen: int) -> ThreadHost:
@@ -79,9 +50,7 @@ class ThreadHost(pykka.ThreadingActor):
         list with O(n) unregister): the system keeps its own per-tree index, and no
         ActorRegistry.stop_all() elsewhere in the process can take the tree down."""
         host = cls(slot, gen)
-        with slot.lock:
-            slot.hosts = [h for h in slot.hosts if not h.finished]
-            slot.hosts.append(host)
+        host._enrol()
         host._start_actor_loop()
         return host
 
@@ -92,8 +61,6 @@ class ThreadHost(pykka.ThreadingActor):
             self.actor_ref.tell(_WAKE)
 
     def request_stop(self) -> None:
-        """Finish the current message, run on_stop, report Stopped. A host still starting
-        then never attaches itself to its slot (see AgentSlot.activate)."""
         with self.slot.lock:
             self.stopping = True
         try:
@@ -101,61 +68,10 @@ class ThreadHost(pykka.ThreadingActor):
         except pykka.ActorDeadError:
             self._report(Stopped(self.slot, self.gen))
 
-    def abandon(self, reason: str = "deadline") -> Envelope | None:
-        """Give up on this host: it will never answer again; its runner is killed where that
-        can be done (a worker process), else its thread ends when it can. Returns the message
-        it was running, if any, now the caller's to answer (taken under the slot lock: the
-        host can no longer answer it, so nobody answers it twice)."""
-        with self.slot.lock:
-            if self.abandoned:
-                return None
-            self.abandoned = True
-            running = not self.finished
-            in_flight = None if self.hung else self.current
-            self.current = None
-        self.slot.detach(self)
-        self.runner.kill(reason)
-        if running and self.runner.isolation == "thread":  # only a thread runs on, abandoned
-            self.counted_abandoned = True
-            self.slot.stats.count_abandoned(+1, new=True)
-        self.request_stop()
-        return in_flight
-
-    def begin_locked(self, env: Envelope, now: float, timeout: float | None) -> float | None:
-        """env is this host's message now (its slot's lock is held): its handler deadline, and
-        when the watchdog must be armed (None: armed already for an earlier deadline)."""
-        self.current = env
-        if timeout is None:
-            return None
-        self.current_deadline = now + timeout
-        if self.armed_at is not None:
-            return None
-        self.armed_at = self.current_deadline
-        return self.armed_at
-
-    def heartbeat(self) -> None:
-        """The running handler shows progress: its handler deadline moves to now +
-        message_timeout (the watchdog re-arms itself for the new deadline when the old one
-        comes). Ignored between messages and once the handler was given up on."""
-        slot = self.slot
-        timeout = slot.spec.message_timeout
-        with slot.lock:
-            if self.current is None or self.hung or self.abandoned or self.crashed:
-                return
-            if timeout is not None:
-                self.current_deadline = slot.runtime.clock.now() + timeout
-        slot.stats.beat()
-
-    def time_left(self) -> float | None:
-        """Seconds until the running message's nearer deadline (the handler's or the
-        caller's), None when it has none or no message runs."""
-        env = self.current
-        if env is None:
-            return None
-        deadlines = [d for d in (self.current_deadline, env.deadline) if d is not None]
-        if not deadlines:
-            return None
-        return max(0.0, min(deadlines) - self.slot.runtime.clock.now())
+    def worker_died(self, error: str) -> None:
+        """Handled on this host's own thread (while a message runs, the runner sees it first)."""
+        with contextlib.suppress(pykka.ActorDeadError):
+            self.actor_ref.tell((_DIED, error))
 
     def attach_async(self, loop: HostLoop | None) -> None:
         """Record (or clear) that an async handler runs on this host's loop. The watchdog may
@@ -167,74 +83,12 @@ class ThreadHost(pykka.ThreadingActor):
         if loop is not None and overdue:
             loop.cancel()
 
-    def _keep_watchdog(self, timer: Timer) -> None:
-        """Remember the armed deadline check, to cancel it when the thread ends (its callback
-        holds this host); a host that ended meanwhile cancels it at once."""
-        with self.slot.lock:
-            ended = self.finished
-            if not ended:
-                self.watchdog = timer
-        if ended:
-            timer.cancel()
-
-    def check_overrun(self) -> None:
-        """Watchdog callback (timer thread) at the earliest deadline this host armed."""
-        slot = self.slot
-        now = slot.runtime.clock.now()
-        with slot.lock:
-            self.armed_at = None
-            env = self.current
-            if env is None or self.hung or self.abandoned or self.crashed:
-                return
-            deadline = self.current_deadline
-            if deadline is not None and now < deadline:
-                self.armed_at = deadline
-                rearm = True
-            else:
-                rearm = False
-                self.hung = True
-                slot.lose_locked(self)
-                tripped = breaker_failure(slot, env, DeadlineExceeded("message deadline"))
-                pending = self.running_async
-        if rearm:
-            self._keep_watchdog(slot.runtime.scheduler.call_at(deadline, self.check_overrun))  # type: ignore[arg-type]
-            return
-        if pending is not None:
-            self.runner.cancel()  # an async handler is cancelled when it next yields
-        error = f"handler exceeded message_timeout={slot.spec.message_timeout}s"
-        slot.stats.failed("timeout", error)
-        if tripped:
-            slot.divert_queue(
-                ExecutionStatus.REJECTED, "circuit opened", FailureReason.BREAKER_OPEN
-            )
-        self._report(Exited(slot, self.gen, ExitKind.HANG, env, error))
-
     # -- pykka hooks (the host's own thread) ------------------------------------------------
 
     def on_start(self) -> None:
         self.thread = threading.current_thread()
-        slot = self.slot
-        try:
-            self.runner.start()
-        except BaseException as exc:  # noqa: BLE001 - nothing may escape into pykka
-            self.crashed = True
-            slot.detach(self)
-            slot.stats.failed("start", describe(exc))
-            reason = exc.reason if isinstance(exc, RemoteCrash) else None
-            self._report(Exited(slot, self.gen, ExitKind.CRASH, None, describe(exc), reason))
+        if not self._start_agent():
             self.stop()
-            return
-        slot.stats.started_at = time.time()
-        if slot.activate(self):
-            self._report(Started(slot, self.gen))
-        else:
-            self.stop()
-
-    def worker_died(self, error: str) -> None:
-        """The runner's process ended on its own (the reaper's thread): a crash, handled on
-        this host's own thread (while a message runs, the runner sees it first)."""
-        with contextlib.suppress(pykka.ActorDeadError):
-            self.actor_ref.tell((_DIED, error))
 
     def on_receive(self, message: Any) -> Any:
         if isinstance(message, tuple) and message[0] == _DIED:
@@ -249,10 +103,7 @@ class ThreadHost(pykka.ThreadingActor):
         return None
 
     def on_stop(self) -> None:
-        orderly = not (self.crashed or self.hung or self.abandoned)
-        if orderly:
-            self._run_on_stop()
-        self._thread_ending(Stopped(self.slot, self.gen) if orderly else None)
+        self._stop_orderly()
 
     # -- the message loop -------------------------------------------------------------------
 
@@ -263,156 +114,37 @@ class ThreadHost(pykka.ThreadingActor):
             if env is None:
                 return
             if arm_at is not None:
-                self._keep_watchdog(slot.runtime.scheduler.call_at(arm_at, self.check_overrun))
+                self._arm(arm_at)
             if not self._handle(env):
                 return
             if self.stop_requested:
                 self._exit_normally()
+                self.stop()
                 return
 
     def _handle(self, env: Envelope) -> bool:
         """Run one message (already made current by slot.take); False when this host must
         take no more messages."""
-        slot = self.slot
-        token = current_message.set(
-            MessageContext(slot.path, slot.id, env.trace_id, env.msg_id, (*env.chain, slot.path))
-        )
-        tracing = slot.runtime.tracing
+        token = self._enter(env)
+        tracing = self.slot.runtime.tracing
         started = time.perf_counter()
         try:
-            if slot.durability is not None and env.seq is not None and not env.begun:
-                slot.durability.begin(env, slot.queued_behind())
+            self._begin_durable(env)
             if tracing is None:
-                outcome = self._invoke(env)
+                outcome = self.runner.call(env)
             else:
-                with tracing.span(env, slot.path):
-                    outcome = self._invoke(env)
+                with tracing.span(env, self.slot.path):
+                    outcome = self.runner.call(env)
         except BaseException as exc:  # noqa: BLE001 - let it crash, but only this actor
             current_message.reset(token)
             self._crash(env, exc)
             return False
         elapsed = time.perf_counter() - started
         current_message.reset(token)
-        with slot.lock:
-            self.current = None
-            late = self.hung or self.abandoned
-        if late:
-            emit(
-                "late_result_discarded",
-                path=slot.path,
-                agent_id=slot.id,
-                trace_id=env.trace_id,
-                message_id=env.msg_id,
-                reason="handler overran its deadline",
-            )
-            return False
-        try:  # what the handler returned is the agent's too: garbage crashes this host only
-            status = outcome.status.value if isinstance(outcome, ExecutionResult) else "success"
-            slot.stats.handled(elapsed, status)
-            if slot.durability is not None:
-                self._keep(env, status, slot.durability)
-            answer(slot, env, outcome)
-        except BaseException as exc:  # noqa: BLE001 - answered (or retried) by the crash path
-            self._crash(env, exc)
-            return False
-        return True
+        return self._answer(env, outcome, elapsed)
 
-    def _keep(self, env: Envelope, status: str, durability: AgentDurability) -> None:
-        """After a message the agent handled: save its state if it changed, and acknowledge
-        the message with it (a failure it returned is acknowledged once answered)."""
-        state = self.runner.state_to_save(durability) if durability.persist else None
-        durability.last_active = self.slot.runtime.clock.now()
-        if status in _PASSED_ON:  # acknowledged once answered, with this state
-            env.state = state
-        else:
-            durability.settle(env, state)
-
-    def _invoke(self, env: Envelope) -> Any:
-        return self.runner.call(env)
-
-    def _crash(self, env: Envelope | None, exc: BaseException) -> None:
-        """This instance crashed (env: the message it was handling, if any). If the watchdog
-        or the supervisor already gave up on it (hung, abandoned), that message is theirs to
-        answer and this is only the late end of an abandoned thread."""
-        slot = self.slot
-        error = describe(exc)
-        with slot.lock:
-            late = self.hung or self.abandoned or self.crashed
-            self.current = None
-            if late:
-                tripped = False
-            else:
-                self.crashed = True
-                slot.lose_locked(self)
-                tripped = env is not None and breaker_failure(slot, env, exc)
-        if late:  # the thread ends once the supervisor's stop message arrives
-            return
-        slot.stats.failed("crash", error)
-        emit(
-            "agent_crashed",
-            level="warning",
-            supervisor=slot.parent.path,
-            child=slot.id,
-            path=slot.path,
-            agent_id=slot.id,
-            reason=error,
-            trace_id=env.trace_id if env is not None else None,
-            message_id=env.msg_id if env is not None else None,
-        )
-        if tripped:
-            slot.divert_queue(
-                ExecutionStatus.REJECTED, "circuit opened", FailureReason.BREAKER_OPEN
-            )
-        reason = exc.reason if isinstance(exc, RemoteCrash) else None
-        self._report(Exited(slot, self.gen, ExitKind.CRASH, env, error, reason))
-        self._end_loop()
-
-    def _end_loop(self) -> None:
-        """End this crashed host's thread as soon as the current pykka message returns,
-        without a stop message (no on_stop for a crashed instance, nothing to drain: the
-        slot owns the mailbox). Keeps the teardown off the supervisor's critical path."""
-        self._thread_ending(None)
+    def _end_crashed(self) -> None:
+        """End the thread as soon as the current pykka message returns, without a stop
+        message: keeps the teardown off the supervisor's critical path."""
+        super()._end_crashed()
         self.actor_stopped.set()
-
-    def _thread_ending(self, report: Stopped | None) -> None:
-        """The one way out of a host's thread (on_stop, or the end of a crashed host's loop):
-        forget the host, send `report`, close its event loop, and if it had been abandoned,
-        count its thread as gone (an agent held down for it may start again)."""
-        with self.slot.lock:
-            self._finish_locked()
-            was_abandoned = self.abandoned
-        if report is not None:
-            self._report(report)
-        self.runner.close()
-        if was_abandoned and self.counted_abandoned:
-            self.slot.stats.count_abandoned(-1)
-            self._report(Reconcile())
-
-    def _finish_locked(self) -> None:
-        """This host's thread is ending: forget it (caller holds the slot lock), so a slot
-        that restarts thousands of times does not keep thousands of dead hosts alive."""
-        self.finished = True
-        if self.watchdog is not None:  # its callback holds this host (and so the slot)
-            self.watchdog.cancel()
-            self.watchdog = None
-        if self in self.slot.hosts:
-            self.slot.hosts.remove(self)
-
-    def _exit_normally(self) -> None:
-        slot = self.slot
-        with slot.lock:
-            self.crashed = True  # no on_stop report: the Exited report says it all
-            slot.release_locked(self)
-        self._run_on_stop()
-        self._report(Exited(slot, self.gen, ExitKind.NORMAL, None, "agent stopped itself"))
-        self.stop()
-
-    def _run_on_stop(self) -> None:
-        """The agent's on_stop hook; a failure in it is recorded, never raised."""
-        try:
-            self.runner.stop()
-        except BaseException as exc:  # noqa: BLE001 - a failing on_stop hook is recorded, not raised
-            self.slot.stats.failed("stop", describe(exc))
-
-    def _report(self, message: Any) -> None:
-        self.slot.parent.post(message)

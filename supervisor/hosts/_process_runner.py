@@ -34,7 +34,7 @@ from ._worker_pool import WorkerPool
 if TYPE_CHECKING:
     from ..delivery._durable import AgentDurability
     from ..delivery._envelope import Envelope
-    from ._host import ThreadHost
+    from ._host_core import HostCore
 
 __all__ = ["ProcessRunner", "RemoteWorker"]
 
@@ -81,7 +81,7 @@ class ProcessRunner:
     isolation = "process"
     where = "worker process"  # in errors: "the message cannot cross to the worker process"
 
-    def __init__(self, host: ThreadHost) -> None:
+    def __init__(self, host: HostCore) -> None:
         self._host = host
         self.worker: RemoteWorker | None = None
         self._context = HostContext(host)

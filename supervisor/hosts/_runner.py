@@ -1,10 +1,11 @@
 """AgentRunner: where one incarnation of an agent lives and how its calls run, the part of a
 host that differs by `ChildSpec(isolation=...)`.
 
-A host (supervisor/_host.py) is one thread in the parent that takes messages from its slot,
-arms their deadlines, shapes the answers and reports to its supervisor; its runner builds the
-agent, runs one message at a time, and ends it. Every host kind shares the host; a new kind
-is one runner module plus one line in `make_runner`.
+A host (_host_core.py) takes messages from its slot, arms their deadlines, shapes the
+answers and reports to its supervisor; its runner builds the agent, runs one message at a
+time, and ends it. A host is carried by a thread of its own (ThreadHost, for "thread",
+"process" and "ray", whose runners pick where the agent lives) or by a task on a shared
+event loop (TaskHost, for "task": _task_host.py).
 
 - InThreadRunner ("thread"): the agent is an object on the host's own thread (and its event
   loop, for `async def handle`); a hung handler cannot be killed, only abandoned.
@@ -12,6 +13,8 @@ is one runner module plus one line in `make_runner`.
   or oversized one is SIGKILLed.
 - RayRunner ("ray", _ray_runner.py): the agent lives in a Ray actor, on any node of a Ray
   cluster; a hung one is ray.kill()ed. The same protocol as a worker process, over Ray calls.
+- TaskRunner ("task", _task_host.py): the agent is an object whose `async def handle` runs
+  on one of the system's shared loops; a hung handler is cancelled.
 """
 
 from __future__ import annotations
@@ -34,8 +37,17 @@ if TYPE_CHECKING:
     from ..delivery._durable import AgentDurability
     from ..delivery._envelope import Envelope
     from ._host import ThreadHost
+    from ._host_core import HostCore
 
-__all__ = ["AgentRunner", "InThreadRunner", "RunnerInfo", "build_agent", "make_runner"]
+__all__ = [
+    "AgentRunner",
+    "InThreadRunner",
+    "LocalRunner",
+    "RunnerInfo",
+    "build_agent",
+    "make_runner",
+    "validate_input",
+]
 
 
 class RunnerInfo(Protocol):
@@ -121,27 +133,34 @@ def tracked_state(agent: object) -> str | None:
     return tracker.state.value if isinstance(tracker, StateTracker) else None
 
 
-class InThreadRunner:
+class LocalRunner:
+    """An agent that is an object in this process (isolation "thread" and "task"): built,
+    restored, snapshotted and stopped on what carries its host; how a call runs is the
+    subclass's."""
+
     isolation = "thread"
     pid = None
     node_id = None
     actor_id = None
 
-    def __init__(self, host: ThreadHost) -> None:
+    def __init__(self, host: HostCore) -> None:
         self._host = host
         self.agent: Agent | None = None
-        self._loop: HostLoop | None = None  # made when the agent first returns an awaitable
 
     def start(self) -> None:
         slot = self._host.slot
         spec = slot.spec
         agent = build_agent(spec.factory, spec.args, spec.kwargs, slot.path)
+        self.check(agent)
         durability = slot.durability
         if durability is not None and durability.persist:
             agent = restore_state(agent, durability, spec)
         agent.attach_context(HostContext(self._host))
         agent.on_start()
         self.agent = agent
+
+    def check(self, agent: Agent) -> None:
+        """Refuse an agent this runner cannot run (raises: a crash at start)."""
 
     def state_to_save(self, durability: AgentDurability) -> bytes | None:
         """The agent's snapshot, if it changed since the last one saved; None otherwise, or
@@ -158,6 +177,27 @@ class InThreadRunner:
             return None
         return state if durability.changed(state) else None
 
+    def kill(self, reason: str) -> None:
+        """An object in this process cannot be killed: an abandoned handler runs on until
+        it returns (or, on an event loop, until its cancellation reaches it)."""
+
+    def stop(self) -> None:
+        if self.agent is not None:
+            self.agent.on_stop()
+
+    def agent_state(self) -> str | None:
+        return tracked_state(self.agent) if self.agent is not None else None
+
+    def rss_mb(self) -> float | None:
+        return None
+
+
+class InThreadRunner(LocalRunner):
+    def __init__(self, host: ThreadHost) -> None:
+        super().__init__(host)
+        self._thread_host = host
+        self._loop: HostLoop | None = None  # made when the agent first returns an awaitable
+
     def call(self, env: Envelope) -> Any:
         agent = self.agent
         assert agent is not None
@@ -169,7 +209,7 @@ class InThreadRunner:
             loop = self._loop
             if loop is None:
                 loop = self._loop = HostLoop(self._host.slot.path)
-            result = loop.run(result, self._host.attach_async)
+            result = loop.run(result, self._thread_host.attach_async)
         return result
 
     def cancel(self) -> None:
@@ -177,24 +217,11 @@ class InThreadRunner:
         if loop is not None:
             loop.cancel()  # an async handler is cancelled when it next yields
 
-    def kill(self, reason: str) -> None:
-        """A thread cannot be killed: the abandoned handler runs on until it returns."""
-
-    def stop(self) -> None:
-        if self.agent is not None:
-            self.agent.on_stop()
-
     def close(self) -> None:
         self.agent = None
         loop, self._loop = self._loop, None
         if loop is not None:
             loop.close()
-
-    def agent_state(self) -> str | None:
-        return tracked_state(self.agent) if self.agent is not None else None
-
-    def rss_mb(self) -> float | None:
-        return None
 
 
 def restore_state(agent: Agent, durability: AgentDurability, spec: ChildSpec) -> Agent:

@@ -374,6 +374,14 @@ class WorkerContext:
     def stop_child(self, path: str, *, timeout: float | None = None) -> None:
         self._relay("stop_child", path, timeout=timeout)
 
+    async def start_child_async(
+        self, supervisor: str, spec: Any, *, timeout: float | None = None
+    ) -> str:
+        return await asyncio.to_thread(self.start_child, supervisor, spec, timeout=timeout)
+
+    async def stop_child_async(self, path: str, *, timeout: float | None = None) -> None:
+        await asyncio.to_thread(self.stop_child, path, timeout=timeout)
+
     def stop(self) -> None:
         self._stop = True
 

@@ -90,7 +90,7 @@ class ActorHealth(BaseModel):
     rate_limit: RateLimitHealth | None = None
     # set while the agent is kept down because too many of its hung handlers still run
     alarm: SafeText | None = None
-    isolation: str | None = None  # thread | process (agents and fallbacks)
+    isolation: str | None = None  # thread | task | process | ray (agents and fallbacks)
     pid: int | None = None  # the worker process of a process agent
     rss_mb: float | None = None  # its resident memory
     kills: dict[str, int] = {}  # workers killed, by reason: deadline, memory, died, shutdown

@@ -154,7 +154,7 @@ def agent_entry(slot: AgentSlot, at: SnapshotPass) -> ActorHealth:
     where: tuple[Any, ...]
     if runner is None:
         where = _NO_RUNNER
-    elif runner.isolation == "thread":  # in this process: no worker, node or actor of its own
+    elif runner.isolation in ("thread", "task"):  # in this process: no worker, node, actor
         where = (None, None, None, None, runner.agent_state())
     else:
         where = (runner.pid, runner.rss_mb(), runner.node_id, runner.actor_id, runner.agent_state())

@@ -15,13 +15,14 @@ from .._events import emit
 from .._exceptions import ChildStartError
 from ..delivery._messages import Shutdown, TimerFired
 from ..delivery._slot import AgentSlot, SlotState
-from ..hosts._host import ThreadHost
+from ..hosts._launch import launch_host, starts_in_order
 from ._child_record import ChildRecord, settle
 from ._child_tally import ChildTally
 from ._node import SupervisorNode
 from ._states import NodeState, Phase
 
 if TYPE_CHECKING:
+    from ..hosts._host_core import HostCore
     from ._tree import TreeIndex
 
 __all__ = ["ChildLifecycle"]
@@ -46,6 +47,7 @@ class ChildLifecycle:
         self._scheduler = tree.runtime.scheduler
         self.tally = ChildTally()
         self.children: list[ChildRecord] = []
+        self._near: HostCore | None = None  # the last task host started for a declared child
         self._by_node: dict[int, ChildRecord] = {}  # id(node) -> its record
         for child in node.children:
             self.add(ChildRecord(child))
@@ -65,14 +67,22 @@ class ChildLifecycle:
         self.tally.enrol(rec)
         rec.tally = self.tally
 
-    def start(self, rec: ChildRecord) -> None:
+    def start(self, rec: ChildRecord) -> bool:
+        """Start a child; True when the next task agent may be started at once, not after
+        this one reported Started (declared task agents share a loop, which runs their
+        starts in declaration order)."""
         rec.not_before = None
         rec.phase = Phase.STARTING
         node = rec.node
+        in_order = False
         if isinstance(node, AgentSlot):
             rec.gen = node.new_generation()
             node.set_state(SlotState.STARTING)
-            rec.host = ThreadHost.launch(node, rec.gen)
+            declared = not rec.first_start
+            host = rec.host = launch_host(node, rec.gen, self._near if declared else None)
+            if declared and starts_in_order(host):
+                self._near = host
+                in_order = True
             timeout = node.spec.start_timeout
         else:
             node.generation += 1
@@ -81,6 +91,13 @@ class ChildLifecycle:
             timeout = None
         if timeout is not None:
             self.arm(rec, "start_timeout", timeout)
+        return in_order
+
+    @staticmethod
+    def joins_batch(rec: ChildRecord) -> bool:
+        """May rec start right after a task agent started in order (see start)?"""
+        node = rec.node
+        return isinstance(node, AgentSlot) and node.spec.isolation == "task" and not rec.first_start
 
     def held_for_abandoned(self, rec: ChildRecord) -> bool:
         """Keep an agent down instead of restarting it while `max_abandoned` of its hung

@@ -14,7 +14,7 @@ from ._states import NodeState, Phase, Want
 
 if TYPE_CHECKING:
     from .._scheduler import Timer
-    from ..hosts._host import ThreadHost
+    from ..hosts._host_core import HostCore
     from ._child_tally import ChildTally, Kinds
 
 __all__ = ["ChildRecord", "settle"]
@@ -53,7 +53,7 @@ class ChildRecord:
     not_before: float | None = None
     backoff: BackoffState = field(default_factory=BackoffState)
     timer: Timer | None = None
-    host: ThreadHost | None = None
+    host: HostCore | None = None
     started_waiters: list[Any] = field(default_factory=list)  # start_child futures
     removed_waiters: list[Any] = field(default_factory=list)  # stop_child futures
     # kept by its supervisor's ChildTally (see _child_tally.py), told of every change below

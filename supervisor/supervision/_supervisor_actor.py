@@ -47,6 +47,7 @@ from ..delivery._messages import (
     Wake,
 )
 from ..delivery._slot import AgentSlot, give_up
+from ..hosts._launch import stops_in_order, task_batch
 from ..hosts._outcome import describe
 from . import _passivation as passivation
 from ._child_lifecycle import ChildLifecycle
@@ -60,6 +61,8 @@ if TYPE_CHECKING:
     from ._tree import TreeIndex
 
 __all__ = ["SupervisorActor"]
+
+_START_BATCH = 256  # task agents started (or stopped) in one step, then the mailbox is read
 
 
 class SupervisorActor(pykka.ThreadingActor):
@@ -354,7 +357,15 @@ class SupervisorActor(pykka.ThreadingActor):
             return
         stop = self._next_to_stop()
         if stop is not None:
-            self.life.stop(stop, self._stop_purpose(stop))
+            with task_batch():
+                self.life.stop(stop, self._stop_purpose(stop))
+                if self.mode == Mode.TERMINATING:  # the task agents after it stop with it
+                    for _ in range(_START_BATCH - 1):
+                        then = tally.last_up()
+                        if then is None or not stops_in_order(stop.host, then.host):
+                            break
+                        self.life.stop(then, self.purpose)
+                        stop = then
             return
         if tally.remove_down:
             for rec in [
@@ -367,13 +378,19 @@ class SupervisorActor(pykka.ThreadingActor):
         if tally.restarting:
             return
         now = self.clock.now()
-        with contextlib.closing(tally.down_to_run()) as down:  # in declaration order
+        started = 0
+        with contextlib.closing(tally.down_to_run()) as down, task_batch():  # declared order
             for rec in down:
                 if rec.not_before is not None and now < rec.not_before:
                     continue
+                if started and not self.life.joins_batch(rec):
+                    return
                 if self.life.held_for_abandoned(rec):
                     continue  # retried when one of its abandoned threads ends
-                self.life.start(rec)
+                started += 1
+                if not self.life.start(rec) or started >= _START_BATCH:
+                    return
+            if started:
                 return
         if self.mode == Mode.STARTING and all(
             r.phase == Phase.RUNNING or r.held for r in self.children if r.want == Want.RUN

@@ -103,7 +103,8 @@ class TreeIndex:
     # -- dynamic children (called on the owning supervisor's thread) ------------------------
 
     def check_new_child(self, parent: SupervisorNode, spec: ChildSpec | Supervisor) -> None:
-        if any(c.id == spec.id for c in parent.children):
+        path = f"{parent.path}/{spec.id}"  # a child's path is unique: a dict lookup, not a scan
+        if path in self.slots or path in self.supervisors:
             raise DuplicateChildError(parent.path, spec.id)
 
     def add_child(

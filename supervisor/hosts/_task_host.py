@@ -1,0 +1,213 @@
+"""TaskHost: one incarnation of an `isolation="task"` agent, carried by a task on one of its
+system's shared event loops (_task_loops.py) instead of a thread of its own.
+
+What a host is and does is HostCore's; this is how a loop carries it. Everything the host
+does on its loop runs in `_on_loop` (its start, a drain of its mailbox, its orderly stop), and
+`busy` (under the slot lock) makes those one at a time: a stop request that comes while a
+drain runs is carried out when the drain ends. A handler past its deadline is cancelled. The
+loop may change between two messages (after a stall, see _task_loops.py): every callback
+checks it still runs on the host's loop.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+import time
+from typing import TYPE_CHECKING, Any
+
+from actors import Agent
+from actors._current import current_message
+
+from ._host_core import HostCore
+from ._runner import LocalRunner, validate_input
+from ._task_loops import TaskLoop, loops_of
+
+if TYPE_CHECKING:
+    from ..delivery._envelope import Envelope
+    from ..delivery._slot import AgentSlot
+
+__all__ = ["TaskHost", "TaskRunner", "coroutine_handler"]
+
+_START, _WAKE, _STOP = "start", "wake", "stop"
+_FAIR_SHARE = 16  # messages one agent handles before it lets its loop's other agents run
+
+
+def coroutine_handler(factory: Any) -> bool | None:
+    """Is the factory's `handle` an `async def`? None when that cannot be told before it is
+    built (a function, a lambda)."""
+    if isinstance(factory, type) and issubclass(factory, Agent):
+        return inspect.iscoroutinefunction(factory.handle)
+    return None
+
+
+class TaskRunner(LocalRunner):
+    """The agent is an object of this process whose handler is awaited on the host's loop."""
+
+    isolation = "task"
+
+    def __init__(self, host: TaskHost) -> None:
+        super().__init__(host)
+        self._task_host = host
+
+    def check(self, agent: Agent) -> None:
+        if not inspect.iscoroutinefunction(agent.handle):
+            msg = (
+                f"isolation='task' runs {type(agent).__name__}.handle on an event loop it "
+                "shares with other agents: it must be `async def handle` (a blocking handler "
+                "would stall them); use isolation='thread' for a sync one"
+            )
+            raise TypeError(msg)
+
+    async def call(self, env: Envelope) -> Any:
+        agent = self.agent
+        assert agent is not None
+        message, refused = validate_input(agent, env.message)
+        if refused is not None:
+            return refused
+        return await agent.handle(message)
+
+    def cancel(self) -> None:
+        self._task_host.cancel_drain()
+
+    def close(self) -> None:
+        self.agent = None
+
+
+class TaskHost(HostCore):
+    """Invariants (under the slot lock): `busy` while one of its callbacks or its drain task
+    runs on its loop; `loop` changes only while it is not busy (TaskLoops.move_to)."""
+
+    runner: TaskRunner
+
+    def __init__(self, slot: AgentSlot, gen: int, near: TaskLoop | None = None) -> None:
+        super().__init__(slot, gen)
+        self.runner = TaskRunner(self)
+        self.loops = loops_of(slot.runtime)
+        self.loop: TaskLoop = self.loops.place(self, near)
+        self.busy = False
+        self.drain_task: asyncio.Task[None] | None = None
+
+    @classmethod
+    def launch(cls, slot: AgentSlot, gen: int, near: TaskLoop | None = None) -> TaskHost:
+        """Start a task host, on the loop `near` if it is live (see TaskLoops.place)."""
+        host = cls(slot, gen, near)
+        host._enrol()
+        host._post(_START)
+        return host
+
+    # -- called from any thread ------------------------------------------------------------
+
+    def _post(self, what: str) -> None:
+        loop = self.loop
+        if not loop.call(self._on_loop, loop, what):  # its loop is closed: the system stops
+            self._ending(None)
+
+    def wake(self) -> None:
+        self._post(_WAKE)
+
+    def request_stop(self) -> None:
+        with self.slot.lock:
+            self.stopping = True
+        self._post(_STOP)
+
+    def worker_died(self, error: str) -> None:
+        """A task agent has no worker process."""
+
+    def cancel_drain(self) -> None:
+        """Cancel the running handler (the watchdog's thread): it ends at its next await."""
+        task = self.drain_task
+        if task is not None:
+            self.loop.call(task.cancel)
+
+    def move_to(self, loop: TaskLoop) -> bool:
+        """Run on `loop` from now on, if no callback or message of this host runs now (its
+        old loop stalled); a start, wake or stop posted to the old loop is posted again."""
+        with self.slot.lock:
+            if self.busy or self.finished:
+                return False
+            self.loop = loop
+        self._post(_START if not self._started else _WAKE)
+        return True
+
+    @property
+    def _started(self) -> bool:
+        return self.runner.agent is not None or self.crashed
+
+    # -- on its loop ---------------------------------------------------------------------------
+
+    def _on_loop(self, loop: TaskLoop, what: str) -> None:
+        with self.slot.lock:
+            if loop is not self.loop or self.busy or self.finished:
+                return  # stale (it moved), or its drain carries out a stop at its end
+            if what == _START and self._started:
+                return
+            self.busy = True
+        if what == _START:
+            if self._start_agent():
+                self._idle()
+            elif self.crashed:
+                self._ending(None)
+            else:  # superseded before it took its slot: it only stops
+                self._idle(superseded=True)
+        elif what == _WAKE:
+            self.drain_task = loop.loop.create_task(self._drain())
+        else:
+            self._idle()
+
+    def _idle(self, superseded: bool = False) -> None:
+        """Its callback or drain is over: carry out a stop request that came meanwhile."""
+        with self.slot.lock:
+            self.busy = False
+            self.drain_task = None
+            stop = (self.stopping or superseded) and not self.finished
+            if stop:
+                self.busy = True
+        if stop:
+            self._stop_orderly()
+
+    async def _drain(self) -> None:
+        slot = self.slot
+        handled = 0
+        try:
+            while True:
+                env, arm_at = slot.take(self)
+                if env is None:
+                    break
+                if arm_at is not None:
+                    self._arm(arm_at)
+                if not await self._handle(env):
+                    break
+                if self.stop_requested:
+                    self._exit_normally()
+                    self._ending(None)
+                    break
+                handled += 1
+                if handled % _FAIR_SHARE == 0:
+                    await asyncio.sleep(0)
+        except BaseException as exc:  # noqa: BLE001 - a bug outside the handler ends this agent only
+            self._crash(self.current, exc)
+        self._idle()
+
+    async def _handle(self, env: Envelope) -> bool:
+        token = self._enter(env)
+        tracing = self.slot.runtime.tracing
+        started = time.perf_counter()
+        try:
+            self._begin_durable(env)
+            if tracing is None:
+                outcome = await self.runner.call(env)
+            else:
+                with tracing.span(env, self.slot.path):
+                    outcome = await self.runner.call(env)
+        except BaseException as exc:  # noqa: BLE001 - let it crash, but only this agent
+            current_message.reset(token)
+            self._crash(env, exc)
+            return False
+        elapsed = time.perf_counter() - started
+        current_message.reset(token)
+        return self._answer(env, outcome, elapsed)
+
+    def _ending(self, report: Any) -> None:
+        super()._ending(report)
+        self.loops.leave(self, self.loop)
