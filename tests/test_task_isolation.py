@@ -101,6 +101,26 @@ class Journal(Agent):
         return self.name
 
 
+class SlowStart(Agent):
+    """Its first instance blocks its loop in on_start until `gate` is set."""
+
+    instances = 0
+
+    def __init__(self, gate: threading.Event, entered: threading.Event) -> None:
+        SlowStart.instances += 1
+        self.first = SlowStart.instances == 1
+        self.gate = gate
+        self.entered = entered
+
+    def on_start(self) -> None:
+        if self.first:
+            self.entered.set()
+            self.gate.wait(60.0)  # the misbehaviour under test: a start that never ends
+
+    async def handle(self, message: Any) -> Any:
+        return "started fine"
+
+
 class OneAtATime(Agent):
     """Fails if two of its messages ever run at once; answers the order it saw them in."""
 
@@ -353,6 +373,33 @@ def test_declared_task_agents_start_in_order_and_stop_in_reverse_order():
     with start(tree(*children)):
         assert journal == [f"start {n}" for n in names]
     assert journal[len(names) :] == [f"stop {n}" for n in reversed(names)]
+
+
+def test_a_declared_task_agent_whose_start_hangs_is_replaced_at_its_start_timeout():
+    clock, gate, entered = FakeClock(), threading.Event(), threading.Event()
+    SlowStart.instances = 0
+    children = [task("before", Echo), task("slow", SlowStart, args=(gate, entered),
+                start_timeout=5.0), task("after", Echo)]  # fmt: skip
+    started: list[Any] = []
+    booting = threading.Thread(target=lambda: started.append(start(tree(*children), clock=clock)))
+    try:
+        with capture_events() as events:
+            booting.start()
+            assert entered.wait(WAIT)
+            clock.advance(6.0)  # past the start_timeout of the step that started it
+            exited = events.wait_for("child_exited", path="root/slow")
+            assert "start_timeout=5.0" in exited[0]["reason"]
+            booting.join(WAIT)
+            assert started, "the tree did not start"
+            system = started[0]
+            assert system.ask("root/slow", "hi", timeout=WAIT).data == "started fine"
+            assert system.ask("root/after", "hi", timeout=WAIT).data["echo"] == "hi"
+            assert system.health().actors["root/slow"].restarts == 1
+    finally:
+        gate.set()
+        booting.join(WAIT)
+        if started:
+            started[0].shutdown()
 
 
 def test_start_child_and_stop_child_of_task_agents():

@@ -22,6 +22,7 @@ __all__ = [
     "Exited",
     "Passivate",
     "Reconcile",
+    "Reports",
     "Shutdown",
     "StartChild",
     "Started",
@@ -55,10 +56,20 @@ class Stopped:
 
 
 @dataclass(frozen=True, slots=True)
+class Reports:
+    """Started / Stopped reports of many children to one supervisor, in the order they were
+    made (task hosts of one loop report so: one message, one reconcile step, for hundreds)."""
+
+    reports: tuple[Started | Stopped, ...]
+
+
+@dataclass(frozen=True, slots=True)
 class TimerFired:
     what: str  # start_timeout | shutdown_timeout
     child: Any
     gen: int
+    # a start_timeout for many children started in one step: (child, gen) each (child: None)
+    batch: tuple[tuple[Any, int], ...] = ()
 
 
 @dataclass(frozen=True, slots=True)

@@ -400,6 +400,8 @@ class AgentSlot:
                 if self.rate_timer is not None:  # nothing left to wake
                     self.rate_timer.cancel()
                     self.rate_timer = None
+        if not drained:
+            return
         why = reason or self._unavailable(state)
         for env in drained:
             give_up(env, ExecutionStatus.FAILURE, why, self.path, failure)

@@ -59,24 +59,42 @@ def percentile(samples: list[float], q: float) -> float | None:
     return ordered[min(len(ordered) - 1, int(len(ordered) * q))]
 
 
-@dataclass(eq=False)
 class SlotStats:
     """processed: messages whose handler ran to an answer; failures: by kind (crash, timeout,
     invalid_output, rejected, ...); fallback_answers: asks to this path that a fallback
-    answered; latencies: handling times (seconds) of the most recent messages."""
+    answered; latencies: handling times (seconds) of the most recent messages. (A slotted
+    class with a plain __init__: every agent of a 100,000-agent tree has one.)"""
 
-    processed: int = 0
-    failures: Counter[str] = field(default_factory=Counter)
-    fallback_answers: int = 0
-    restarts: int = 0
-    abandoned_total: int = 0
-    abandoned_running: int = 0
-    last_error: str | None = None
-    last_heartbeat: float | None = None  # wall clock of the last finished message or heartbeat
-    started_at: float | None = None  # wall clock of the current instance's start
-    latencies: deque[float] = field(default_factory=lambda: deque(maxlen=1024))
-    histograms: dict[str, LatencyHistogram] = field(default_factory=dict)
-    kills: Counter[str] = field(default_factory=Counter)
+    __slots__ = (
+        "_lock",
+        "abandoned_running",
+        "abandoned_total",
+        "failures",
+        "fallback_answers",
+        "histograms",
+        "kills",
+        "last_error",
+        "last_heartbeat",
+        "latencies",
+        "processed",
+        "restarts",
+        "started_at",
+    )
+
+    def __init__(self) -> None:
+        self.processed = 0
+        self.failures: Counter[str] = Counter()
+        self.fallback_answers = 0
+        self.restarts = 0
+        self.abandoned_total = 0
+        self.abandoned_running = 0
+        self.last_error: str | None = None
+        self.last_heartbeat: float | None = None  # wall clock of the last message or heartbeat
+        self.started_at: float | None = None  # wall clock of the current instance's start
+        self.latencies: deque[float] = deque(maxlen=1024)
+        self.histograms: dict[str, LatencyHistogram] = {}
+        self.kills: Counter[str] = Counter()
+        self._lock = threading.Lock()
 
     def handled(self, seconds: float, status: str) -> None:
         self.processed += 1
@@ -95,8 +113,6 @@ class SlotStats:
     def beat(self) -> None:
         """A handler reported progress (context.heartbeat())."""
         self.last_heartbeat = time.time()
-
-    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
     def failed(self, kind: str, error: str | None) -> None:
         """Count a failure (from any thread); the error shown in health has secrets masked."""

@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 from actors import Agent
 from actors._current import current_message
 
+from ..delivery._messages import Started, Stopped
 from ._host_core import HostCore
 from ._runner import LocalRunner, validate_input
 from ._task_loops import TaskLoop, loops_of
@@ -211,3 +212,6 @@ class TaskHost(HostCore):
     def _ending(self, report: Any) -> None:
         super()._ending(report)
         self.loops.leave(self, self.loop)
+
+    def _report(self, message: Any) -> None:
+        self.loop.report(self.slot.parent, message, isinstance(message, (Started, Stopped)))

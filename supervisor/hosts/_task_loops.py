@@ -32,6 +32,7 @@ from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING, Any
 
 from .._events import emit
+from ..delivery._messages import Reports
 from ._async import TOOL_WORKERS, DaemonExecutor
 
 if TYPE_CHECKING:
@@ -42,6 +43,7 @@ __all__ = ["STALL_AFTER", "TaskLoop", "TaskLoops", "loops_of", "task_batch"]
 STALL_AFTER = 1.0  # seconds a loop may go without running a tick before it counts as stalled
 _WATCH_EVERY = 0.25  # how often the stall watch looks at each loop
 _CLOSE_WAIT = 2.0  # seconds a loop thread is given to end at shutdown
+_REPORT_DELAY = 0.005  # seconds a Started / Stopped report may wait to go with others
 
 
 _batching = threading.local()  # .loops: the loops a batch on this thread has calls for
@@ -80,6 +82,12 @@ class TaskLoop:
         self._inbox_lock = threading.Lock()
         self._inbox_scheduled = False  # a run of the inbox is posted to the loop
         self.closed = False
+        # Started / Stopped reports made during a run of the inbox, per supervisor, posted as
+        # one Reports message each at its end, after _REPORT_DELAY, or by the stall watch
+        self._collecting = False  # a run of the inbox is on (the loop thread's flag)
+        self._reports: dict[int, tuple[Any, list[Any]]] = {}
+        self._reports_since = 0.0
+        self._reports_lock = threading.Lock()
         self.retired = False
         self.ticked_at = time.monotonic()  # when the loop last ran its tick
         self.tick_pending = False
@@ -124,12 +132,56 @@ class TaskLoop:
             self._inbox_scheduled = False
             batch = list(inbox)
             inbox.clear()
-        for fn, args in batch:
-            try:
-                fn(*args)
-            except Exception as exc:  # noqa: BLE001 - one bad call must not lose the others
-                emit("task_loop_error", level="error", loop=self.name,
-                     reason=f"{type(exc).__name__}: {exc}")  # fmt: skip
+        self._collecting = True
+        try:
+            for fn, args in batch:
+                try:
+                    fn(*args)
+                except Exception as exc:  # noqa: BLE001 - one bad call must not lose the others
+                    emit("task_loop_error", level="error", loop=self.name,
+                         reason=f"{type(exc).__name__}: {exc}")  # fmt: skip
+        finally:
+            self._collecting = False
+            self.flush_reports()
+
+    def report(self, supervisor: Any, message: Any, batchable: bool) -> None:
+        """Send a host's report to its supervisor (`supervisor.post`). During a run of the
+        inbox a Started or Stopped waits, and goes with the others to that supervisor as one
+        Reports message: at the end of the run, once the first has waited _REPORT_DELAY
+        (the next start may be slow), or when the stall watch finds the loop blocked (by
+        an on_start that never returns: the others' reports must not wait for it). Any
+        other report first sends what waits, so a supervisor sees each child's reports in
+        the order they were made."""
+        if not (self._collecting and self.on_loop()):
+            supervisor.post(message)
+            return
+        if not batchable:
+            self.flush_reports()
+            supervisor.post(message)
+            return
+        now = time.monotonic()
+        with self._reports_lock:
+            pending = self._reports
+            if not pending:
+                self._reports_since = now
+            entry = pending.get(id(supervisor))
+            if entry is None:
+                pending[id(supervisor)] = (supervisor, [message])
+            else:
+                entry[1].append(message)
+            due = now - self._reports_since >= _REPORT_DELAY
+        if due:
+            self.flush_reports()
+
+    def flush_reports(self) -> None:
+        """Post the reports that wait (any thread)."""
+        with self._reports_lock:
+            if not self._reports:
+                return
+            batches = list(self._reports.values())
+            self._reports = {}
+        for supervisor, messages in batches:
+            supervisor.post(messages[0] if len(messages) == 1 else Reports(tuple(messages)))
 
     def on_loop(self) -> bool:
         return threading.current_thread() is self.thread
@@ -250,6 +302,7 @@ class TaskLoops:
             self._retired.append(stalled)
             self.stalls += 1
             members = list(stalled.members)
+        stalled.flush_reports()  # what its blocked run of the inbox had not sent yet
         emit("task_loop_stalled", level="error", loop=stalled.name, agents=len(members),
              reason=f"no tick for {stalled_for:.2f}s: a handler blocks its event loop",
              replaced_by=fresh.name)  # fmt: skip

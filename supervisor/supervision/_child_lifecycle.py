@@ -8,6 +8,7 @@ knows nothing of the actor but how to post it a message and start a child superv
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
@@ -48,6 +49,7 @@ class ChildLifecycle:
         self.tally = ChildTally()
         self.children: list[ChildRecord] = []
         self._near: HostCore | None = None  # the last task host started for a declared child
+        self._batch_watch: dict[float, list[tuple[Any, int]]] = {}  # see arm_batch
         self._by_node: dict[int, ChildRecord] = {}  # id(node) -> its record
         for child in node.children:
             self.add(ChildRecord(child))
@@ -89,9 +91,19 @@ class ChildLifecycle:
             rec.gen = node.generation
             self._spawn_supervisor(node, rec.gen)
             timeout = None
-        if timeout is not None:
+        if timeout is not None and in_order:  # one timer for the whole step: arm_batch
+            self._batch_watch.setdefault(timeout, []).append((node, rec.gen))
+        elif timeout is not None:
             self.arm(rec, "start_timeout", timeout)
         return in_order
+
+    def arm_batch(self) -> None:
+        """The start_timeout of the task agents started in this step: one timer for all that
+        have the same timeout (the ones that have started by then are skipped)."""
+        batches, self._batch_watch = self._batch_watch, {}
+        for seconds, started in batches.items():
+            fired = TimerFired("start_timeout", None, 0, tuple(started))
+            self._scheduler.call_later(seconds, functools.partial(self._post, fired))
 
     @staticmethod
     def joins_batch(rec: ChildRecord) -> bool:

@@ -3,7 +3,6 @@ child's slot once it is down."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from strategies import BackoffState
@@ -15,7 +14,7 @@ from ._states import NodeState, Phase, Want
 if TYPE_CHECKING:
     from .._scheduler import Timer
     from ..hosts._host_core import HostCore
-    from ._child_tally import ChildTally, Kinds
+    from ._child_tally import ChildTally
 
 __all__ = ["ChildRecord", "settle"]
 
@@ -30,45 +29,105 @@ _AFTER_STOP = {
 }
 
 
-_TALLIED = frozenset({"phase", "want", "restart_pending", "first_start"})
-
-
-@dataclass(eq=False)
 class ChildRecord:
     """phase: down | starting | running | stopping (what is); want: run | stop | remove (what
     should be); restart_pending: stop it, then start it again (a sibling's group restart);
     purpose: why it is being stopped; not_before: restart backoff; gen: the incarnation
     (host or supervisor actor) this supervisor started, whose reports it accepts;
     first_start: added by start_child and not started yet (if that start fails, the child is
-    discarded, OTP's start_child contract, instead of restarted)."""
+    discarded, OTP's start_child contract, instead of restarted).
 
-    node: AgentSlot | SupervisorNode
-    gen: int = 0
-    phase: Phase = Phase.DOWN
-    want: Want = Want.RUN
-    restart_pending: bool = False
-    first_start: bool = False
-    passivating: bool = False  # stopped (want=STOP) while idle, until its next message
-    purpose: str = "restart"
-    not_before: float | None = None
-    backoff: BackoffState = field(default_factory=BackoffState)
-    timer: Timer | None = None
-    host: HostCore | None = None
-    started_waiters: list[Any] = field(default_factory=list)  # start_child futures
-    removed_waiters: list[Any] = field(default_factory=list)  # stop_child futures
-    # kept by its supervisor's ChildTally (see _child_tally.py), told of every change below
-    tally: ChildTally | None = field(default=None, repr=False)
-    order: int = field(default=0, repr=False)
-    kinds: Kinds | None = field(default=None, repr=False)
-    in_down_heap: bool = field(default=False, repr=False)
-    in_up_heap: bool = field(default=False, repr=False)
+    phase, want, restart_pending and first_start are kept by its supervisor's ChildTally
+    (see _child_tally.py), which each change of one of them is told of."""
 
-    def __setattr__(self, name: str, value: Any) -> None:
-        object.__setattr__(self, name, value)
-        if name in _TALLIED:
-            tally = self.__dict__.get("tally")
-            if tally is not None:
-                tally.changed(self)
+    __slots__ = (
+        "__weakref__",
+        "_first_start",
+        "_phase",
+        "_restart_pending",
+        "_want",
+        "backoff",
+        "gen",
+        "host",
+        "in_down_heap",
+        "in_up_heap",
+        "kinds",
+        "node",
+        "not_before",
+        "order",
+        "passivating",
+        "purpose",
+        "removed_waiters",
+        "started_waiters",
+        "tally",
+        "timer",
+    )
+
+    def __init__(self, node: AgentSlot | SupervisorNode, *, first_start: bool = False) -> None:
+        self.node = node
+        self.gen = 0
+        self._phase = Phase.DOWN
+        self._want = Want.RUN
+        self._restart_pending = False
+        self._first_start = first_start
+        self.passivating = False  # stopped (want=STOP) while idle, until its next message
+        self.purpose = "restart"
+        self.not_before: float | None = None
+        self.backoff = BackoffState()
+        self.timer: Timer | None = None
+        self.host: HostCore | None = None
+        self.started_waiters: list[Any] = []  # start_child futures
+        self.removed_waiters: list[Any] = []  # stop_child futures
+        self.tally: ChildTally | None = None
+        self.order = 0
+        self.kinds: int | None = None  # its ChildTally's flags for it, while enrolled
+        self.in_down_heap = False
+        self.in_up_heap = False
+
+    def __repr__(self) -> str:
+        return f"ChildRecord({self.node.path!r}, {self._phase.value}, want={self._want.value})"
+
+    def _changed(self) -> None:
+        tally = self.tally
+        if tally is not None:
+            tally.changed(self)
+
+    @property
+    def phase(self) -> Phase:
+        return self._phase
+
+    @phase.setter
+    def phase(self, value: Phase) -> None:
+        self._phase = value
+        self._changed()
+
+    @property
+    def want(self) -> Want:
+        return self._want
+
+    @want.setter
+    def want(self, value: Want) -> None:
+        self._want = value
+        self._changed()
+
+    @property
+    def restart_pending(self) -> bool:
+        return self._restart_pending
+
+    @restart_pending.setter
+    def restart_pending(self, value: bool) -> None:
+        self._restart_pending = value
+        self._changed()
+
+    @property
+    def first_start(self) -> bool:
+        return self._first_start
+
+    @first_start.setter
+    def first_start(self, value: bool) -> None:
+        if value != self._first_start:
+            self._first_start = value
+            self._changed()
 
     @property
     def held(self) -> bool:

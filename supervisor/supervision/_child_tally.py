@@ -21,25 +21,31 @@ from ._states import Phase, Want
 if TYPE_CHECKING:
     from ._child_record import ChildRecord
 
-__all__ = ["ChildTally", "Kinds"]
+__all__ = ["ChildTally", "kinds_of"]
 
 _UP = (Phase.RUNNING, Phase.STARTING)
 
+# The questions, as bits of one record's flags (computed from its tallied fields only)
+STOPPING, RESTARTING, UP, TO_STOP, REMOVE_DOWN, DOWN_RUN, NEW_DOWN = (1 << i for i in range(7))
 
-class Kinds:
-    """The questions, as flags of one record: computed from its tallied fields only."""
 
-    __slots__ = ("down_run", "new_down", "remove_down", "restarting", "stopping", "to_stop", "up")
-
-    def __init__(self, rec: ChildRecord) -> None:
-        phase, want = rec.phase, rec.want
-        self.stopping = phase == Phase.STOPPING
-        self.restarting = phase == Phase.STARTING and not rec.first_start
-        self.up = phase in _UP
-        self.to_stop = self.up and (want != Want.RUN or rec.restart_pending)
-        self.remove_down = want == Want.REMOVE and phase == Phase.DOWN
-        self.down_run = phase == Phase.DOWN and want == Want.RUN
-        self.new_down = self.down_run and rec.first_start
+def kinds_of(rec: ChildRecord) -> int:
+    phase, want = rec.phase, rec.want
+    flags = 0
+    if phase is Phase.STOPPING:
+        flags |= STOPPING
+    elif phase is Phase.DOWN:
+        if want is Want.RUN:
+            flags |= DOWN_RUN | (NEW_DOWN if rec.first_start else 0)
+        elif want is Want.REMOVE:
+            flags |= REMOVE_DOWN
+    else:  # running or starting: up
+        flags |= UP
+        if want is not Want.RUN or rec.restart_pending:
+            flags |= TO_STOP
+        if phase is Phase.STARTING and not rec.first_start:
+            flags |= RESTARTING
+    return flags
 
 
 class ChildTally:
@@ -59,10 +65,10 @@ class ChildTally:
     def enrol(self, rec: ChildRecord) -> None:
         """Count `rec`, declared after every record enrolled before it."""
         rec.order = next(self._seq)
-        rec.kinds = Kinds(rec)
+        flags = rec.kinds = kinds_of(rec)
         self._recs[rec.order] = rec
-        self._count(rec.kinds, 1)
-        self._index(rec)
+        self._count(flags, 1)
+        self._index(rec, flags)
 
     def withdraw(self, rec: ChildRecord) -> None:
         if rec.kinds is not None:
@@ -89,27 +95,34 @@ class ChildTally:
         old = rec.kinds
         if old is None:
             return
-        rec.kinds = Kinds(rec)
+        new = kinds_of(rec)
+        if new == old:
+            return
+        rec.kinds = new
         self._count(old, -1)
-        self._count(rec.kinds, 1)
-        self._index(rec)
+        self._count(new, 1)
+        self._index(rec, new)
 
-    def _count(self, k: Kinds, sign: int) -> None:
-        self.stopping += sign * k.stopping
-        self.restarting += sign * k.restarting
-        self.to_stop += sign * k.to_stop
-        self.remove_down += sign * k.remove_down
-        self.down_run += sign * k.down_run
-        self.new_down += sign * k.new_down
+    def _count(self, flags: int, sign: int) -> None:
+        if flags & STOPPING:
+            self.stopping += sign
+        if flags & RESTARTING:
+            self.restarting += sign
+        if flags & TO_STOP:
+            self.to_stop += sign
+        if flags & REMOVE_DOWN:
+            self.remove_down += sign
+        if flags & DOWN_RUN:
+            self.down_run += sign
+        if flags & NEW_DOWN:
+            self.new_down += sign
 
-    def _index(self, rec: ChildRecord) -> None:
+    def _index(self, rec: ChildRecord, flags: int) -> None:
         """At most one entry per record in each heap (a stale one is dropped when met)."""
-        kinds = rec.kinds
-        assert kinds is not None
-        if kinds.down_run and not rec.in_down_heap:
+        if flags & DOWN_RUN and not rec.in_down_heap:
             rec.in_down_heap = True
             heapq.heappush(self._down, rec.order)
-        if kinds.up and not rec.in_up_heap:
+        if flags & UP and not rec.in_up_heap:
             rec.in_up_heap = True
             heapq.heappush(self._up, -rec.order)
 
@@ -123,14 +136,14 @@ class ChildTally:
                 rec = recs.get(heapq.heappop(heap))
                 if rec is None:
                     continue  # removed
-                if rec.kinds is None or not rec.kinds.down_run:
+                if rec.kinds is None or not rec.kinds & DOWN_RUN:
                     rec.in_down_heap = False  # no longer down: stale
                     continue
                 seen.append(rec)
                 yield rec
         finally:
             for rec in seen:
-                if rec.kinds is not None and rec.kinds.down_run:
+                if rec.kinds is not None and rec.kinds & DOWN_RUN:
                     heapq.heappush(heap, rec.order)
                 else:
                     rec.in_down_heap = False
@@ -140,7 +153,7 @@ class ChildTally:
         heap, recs = self._up, self._recs
         while heap:
             rec = recs.get(-heap[0])
-            if rec is not None and rec.kinds is not None and rec.kinds.up:
+            if rec is not None and rec.kinds is not None and rec.kinds & UP:
                 return rec
             heapq.heappop(heap)
             if rec is not None:

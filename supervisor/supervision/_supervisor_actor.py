@@ -38,6 +38,7 @@ from ..delivery._messages import (
     Exited,
     Passivate,
     Reconcile,
+    Reports,
     Shutdown,
     StartChild,
     Started,
@@ -157,6 +158,15 @@ class SupervisorActor(pykka.ThreadingActor):
                 gone = SupervisorUnavailableError(f"supervisor {self.node.path} has stopped")
                 message.future.set_exception(gone)
             return None
+        if isinstance(message, Reports):
+            for report in message.reports:
+                self._dispatch(report)
+        else:
+            self._dispatch(message)
+        self._reconcile()
+        return None
+
+    def _dispatch(self, message: Any) -> None:
         if isinstance(message, Started):
             self._on_started(message)
         elif isinstance(message, Exited):
@@ -175,8 +185,6 @@ class SupervisorActor(pykka.ThreadingActor):
             self.dynamic.on_adopt(message, self.terminating)
         elif isinstance(message, (Passivate, Wake)):
             self._on_idle_change(message)
-        self._reconcile()
-        return None
 
     def _on_idle_change(self, msg: Passivate | Wake) -> None:
         rec = self.life.record_of(msg.child)
@@ -321,6 +329,10 @@ class SupervisorActor(pykka.ThreadingActor):
             passivation.passivated(rec, rec.node)
 
     def _on_timer(self, msg: TimerFired) -> None:
+        if msg.batch:
+            for child, gen in msg.batch:
+                self._on_timer(TimerFired(msg.what, child, gen))
+            return
         rec = self.life.find(msg.child, msg.gen)
         if rec is None:
             return
@@ -384,14 +396,15 @@ class SupervisorActor(pykka.ThreadingActor):
                 if rec.not_before is not None and now < rec.not_before:
                     continue
                 if started and not self.life.joins_batch(rec):
-                    return
+                    break
                 if self.life.held_for_abandoned(rec):
                     continue  # retried when one of its abandoned threads ends
                 started += 1
                 if not self.life.start(rec) or started >= _START_BATCH:
-                    return
-            if started:
-                return
+                    break
+        if started:
+            self.life.arm_batch()
+            return
         if self.mode == Mode.STARTING and all(
             r.phase == Phase.RUNNING or r.held for r in self.children if r.want == Want.RUN
         ):

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
+import gc
+from collections.abc import Iterator
 from typing import Any
 
 from .._clock import Clock
@@ -39,18 +42,34 @@ def start(
     default_timeout and start_timeout must be positive, finite numbers of seconds (else
     ValueError, or TypeError for a non-number), checked before anything starts."""
     start_timeout = seconds("start_timeout", start_timeout)
-    system = System(
-        tree,
-        clock=clock,
-        default_timeout=default_timeout,
-        seed=seed,
-        tracing=tracing,
-        ray_address=ray_address,
-        store=store,
-    )
-    try:
-        system._boot(start_timeout)
-    except BaseException:  # Ctrl-C while starting: what started is stopped, in order
-        system.shutdown(timeout=10.0)
-        raise
+    with collector_paused():
+        system = System(
+            tree,
+            clock=clock,
+            default_timeout=default_timeout,
+            seed=seed,
+            tracing=tracing,
+            ray_address=ray_address,
+            store=store,
+        )
+        try:
+            system._boot(start_timeout)
+        except BaseException:  # Ctrl-C while starting: what started is stopped, in order
+            system.shutdown(timeout=10.0)
+            raise
     return system
+
+
+@contextlib.contextmanager
+def collector_paused() -> Iterator[None]:
+    """Python's cyclic garbage collector off while a tree is built and started, on again
+    after (if it was on). Starting an agent makes about 18 objects that all live on, so the
+    collector's passes over everything alive find nothing and cost a third of the start of
+    100,000 agents; reference counting frees memory as usual meanwhile."""
+    was_on = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if was_on:
+            gc.enable()
