@@ -12,7 +12,7 @@ import sys
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 
-__all__ = ["Row", "main_for", "print_rows", "ratio_row", "value_row"]
+__all__ = ["Row", "main_for", "per_agent", "print_rows", "ratio_row", "value_row"]
 
 
 @dataclass(frozen=True)
@@ -49,6 +49,12 @@ def value_row(
         return Row(measure, ours, raw, unit, "-", None)
     passed = None if ours is None else ours < limit
     return Row(measure, ours, raw, unit, f"< {limit:g} {unit}", False if ours is None else passed)
+
+
+def per_agent(total: float, n: int, one: float) -> float:
+    """What each agent of an n-agent tree cost, seconds: the tree's time above a one-agent
+    tree's (the system's own threads and loops, measured in the same run), over n - 1."""
+    return max(total - one, 0.0) / max(n - 1, 1)
 
 
 def _fmt(value: float | None) -> str:

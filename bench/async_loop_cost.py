@@ -120,9 +120,7 @@ def main() -> None:
             hand_own = _round_trips(lambda i: own_loop.run(answer(i), lambda _: None))
             hand_shared = _round_trips(lambda i: SHARED.run(answer(i)))  # type: ignore[union-attr]
             rows.setdefault("hand-off only: own loop", []).append(statistics.median(hand_own))
-            rows.setdefault("hand-off only: shared loop", []).append(
-                statistics.median(hand_shared)
-            )
+            rows.setdefault("hand-off only: shared loop", []).append(statistics.median(hand_shared))
     own_loop.close()
     SHARED.close()
 
@@ -137,8 +135,7 @@ def main() -> None:
     print(f"  async over sync, shared loop  +{shared - sync:.1f} µs per message")
     print(f"  own loop / shared loop (ask p50)  {own / shared:.2f}x")
     print(
-        "  own loop / shared loop (ask p99)  "
-        f"{best['ask p99: own'] / best['ask p99: shared']:.2f}x"
+        f"  own loop / shared loop (ask p99)  {best['ask p99: own'] / best['ask p99: shared']:.2f}x"
     )
 
 

@@ -20,7 +20,7 @@ from typing import Any
 
 from actors import Agent
 from bench._common import quiet, rss_mib
-from bench._table import Row, main_for, ratio_row, value_row
+from bench._table import Row, main_for, per_agent, ratio_row, value_row
 from bench.tree_scale import raw
 from strategies import OneForOne
 from supervisor import ChildSpec, ExecutionStatus, Supervisor, start
@@ -92,6 +92,7 @@ def start_child_costs() -> tuple[float, float]:
 def rows() -> list[Row]:
     quiet()
     raw(100)  # warm-up: the first threads of a process cost more
+    one = tree_of(1)  # the system's own cost: its loops, its timer thread
     scaling = [(n, tree_of(n), raw(n)) for n in SIZES]
     print_scaling(scaling)
     n, h, r = scaling[-1]
@@ -104,8 +105,8 @@ def rows() -> list[Row]:
     one, amortised = start_child_costs()
     print(f"start_child of a task agent: p50 {one:.0f} us alone, {amortised:.0f} us each "
           f"with {CALLERS} callers")  # fmt: skip
-    per_start = [hk["start"] / size for size, hk, _ in scaling]
-    per_stop = [hk["stop"] / size for size, hk, _ in scaling]
+    per_start = [per_agent(hk["start"], size, one["start"]) for size, hk, _ in scaling]
+    per_stop = [per_agent(hk["stop"], size, one["stop"]) for size, hk, _ in scaling]
     sizes = f"{scaling[0][0]:,}..{n:,}"
     flat = [
         Row(f"per-task-agent {what} cost, max/min over {sizes}", max(per) / min(per), None,
