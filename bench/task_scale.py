@@ -102,8 +102,8 @@ def rows() -> list[Row]:
         f" stop {many['stop']:.2f} s, RSS {many['rss']:.0f} MiB"
     )
     concurrent = tree_of(10_000, answer_all=True)
-    one, amortised = start_child_costs()
-    print(f"start_child of a task agent: p50 {one:.0f} us alone, {amortised:.0f} us each "
+    alone, amortised = start_child_costs()
+    print(f"start_child of a task agent: p50 {alone:.0f} us alone, {amortised:.0f} us each "
           f"with {CALLERS} callers")  # fmt: skip
     per_start = [per_agent(hk["start"], size, one["start"]) for size, hk, _ in scaling]
     per_stop = [per_agent(hk["stop"], size, one["stop"]) for size, hk, _ in scaling]
@@ -124,7 +124,7 @@ def rows() -> list[Row]:
         value_row(f"stop {MANY:,} task agents", many["stop"], "s", None),
         Row("10,000 task agents answering at once (s, all answered)", concurrent["answer"],
             None, "s", "all 10,000 answer", answered == 10_000),
-        value_row("start_child of one task agent, p50 round trip", one, "us", 50),
+        value_row("start_child of one task agent, p50 round trip", alone, "us", 50),
         value_row(f"start_child of a task agent, {CALLERS} callers at once, each", amortised,
                   "us", None),
     ]  # fmt: skip
