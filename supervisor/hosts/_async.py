@@ -25,7 +25,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from queue import SimpleQueue
 from typing import Any, TypeVar
 
-__all__ = ["TOOL_WORKERS", "DaemonExecutor", "HostLoop", "in_event_loop"]
+__all__ = ["TOOL_WORKERS", "DaemonExecutor", "HostLoop", "close_loop", "in_event_loop"]
 
 TOOL_WORKERS = 8  # sync calls (asyncio.to_thread) one async agent may run at once
 _T = TypeVar("_T")
@@ -154,15 +154,22 @@ class HostLoop:
         loop = self.loop
         if loop.is_closed() or loop.is_running():
             return
-        try:
-            pending = asyncio.all_tasks(loop)
-            for task in pending:
-                task.cancel()
-            if pending:
-                loop.run_until_complete(asyncio.wait(pending, timeout=1.0))
-            loop.run_until_complete(asyncio.wait_for(loop.shutdown_asyncgens(), 1.0))
-        except BaseException:  # noqa: BLE001 - teardown of a host that is going away anyway
-            pass
-        finally:
-            self.executor.shutdown(wait=False, cancel_futures=True)
-            loop.close()
+        close_loop(loop, self.executor)
+
+
+def close_loop(loop: asyncio.AbstractEventLoop, executor: DaemonExecutor) -> None:
+    """End a loop that is not running (on its thread): the tasks left on it are cancelled and
+    given a moment to finish, its async generators closed, its tool threads let go; nothing
+    here raises (its owner is going away anyway)."""
+    try:
+        pending = asyncio.all_tasks(loop)
+        for task in pending:
+            task.cancel()
+        if pending:
+            loop.run_until_complete(asyncio.wait(pending, timeout=1.0))
+        loop.run_until_complete(asyncio.wait_for(loop.shutdown_asyncgens(), 1.0))
+    except BaseException:  # noqa: BLE001 - teardown of a loop that is going away anyway
+        pass
+    finally:
+        executor.shutdown(wait=False, cancel_futures=True)
+        loop.close()

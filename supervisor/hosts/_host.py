@@ -12,12 +12,9 @@ from __future__ import annotations
 
 import contextlib
 import threading
-import time
 from typing import TYPE_CHECKING, Any
 
 import pykka
-
-from actors._current import current_message
 
 from ..delivery._messages import Stopped
 from ._host_core import HostCore
@@ -125,9 +122,8 @@ class ThreadHost(HostCore, pykka.ThreadingActor):
     def _handle(self, env: Envelope) -> bool:
         """Run one message (already made current by slot.take); False when this host must
         take no more messages."""
-        token = self._enter(env)
+        entered = self._enter(env)
         tracing = self.slot.runtime.tracing
-        started = time.perf_counter()
         try:
             self._begin_durable(env)
             if tracing is None:
@@ -136,12 +132,8 @@ class ThreadHost(HostCore, pykka.ThreadingActor):
                 with tracing.span(env, self.slot.path):
                     outcome = self.runner.call(env)
         except BaseException as exc:  # noqa: BLE001 - let it crash, but only this actor
-            current_message.reset(token)
-            self._crash(env, exc)
-            return False
-        elapsed = time.perf_counter() - started
-        current_message.reset(token)
-        return self._answer(env, outcome, elapsed)
+            return self._leave(env, entered, crash=exc)
+        return self._leave(env, entered, outcome)
 
     def _end_crashed(self) -> None:
         """End the thread as soon as the current pykka message returns, without a stop

@@ -212,17 +212,36 @@ class HostCore:
             return True
         return False
 
-    def _enter(self, env: Envelope) -> Token[MessageContext | None]:
-        """env's message context, for the agent's logs and its own asks; its durable begin."""
+    def _enter(self, env: Envelope) -> tuple[Token[MessageContext | None], float]:
+        """env's handler is about to run: its message context (for the agent's logs and its
+        own asks) set, and when it started."""
         slot = self.slot
-        return current_message.set(
+        token = current_message.set(
             MessageContext(slot.path, slot.id, env.trace_id, env.msg_id, (*env.chain, slot.path))
         )
+        return token, time.perf_counter()
 
     def _begin_durable(self, env: Envelope) -> None:
         durability = self.slot.durability
         if durability is not None and env.seq is not None and not env.begun:
             durability.begin(env, self.slot.queued_behind())
+
+    def _leave(
+        self,
+        env: Envelope,
+        entered: tuple[Token[MessageContext | None], float],
+        outcome: Any = None,
+        crash: BaseException | None = None,
+    ) -> bool:
+        """env's handler returned `outcome` or raised `crash`: its context reset, the caller
+        answered (or the crash path taken); False when this host takes no more messages."""
+        token, started = entered
+        elapsed = time.perf_counter() - started
+        current_message.reset(token)
+        if crash is not None:
+            self._crash(env, crash)
+            return False
+        return self._answer(env, outcome, elapsed)
 
     def _answer(self, env: Envelope, outcome: Any, elapsed: float) -> bool:
         """The handler returned `outcome` for env: answer it, unless the host was given up on

@@ -13,11 +13,9 @@ from __future__ import annotations
 
 import asyncio
 import inspect
-import time
 from typing import TYPE_CHECKING, Any
 
 from actors import Agent
-from actors._current import current_message
 
 from ..delivery._messages import Started, Stopped
 from ._host_core import HostCore
@@ -191,9 +189,8 @@ class TaskHost(HostCore):
         self._idle()
 
     async def _handle(self, env: Envelope) -> bool:
-        token = self._enter(env)
+        entered = self._enter(env)
         tracing = self.slot.runtime.tracing
-        started = time.perf_counter()
         try:
             self._begin_durable(env)
             if tracing is None:
@@ -202,12 +199,8 @@ class TaskHost(HostCore):
                 with tracing.span(env, self.slot.path):
                     outcome = await self.runner.call(env)
         except BaseException as exc:  # noqa: BLE001 - let it crash, but only this agent
-            current_message.reset(token)
-            self._crash(env, exc)
-            return False
-        elapsed = time.perf_counter() - started
-        current_message.reset(token)
-        return self._answer(env, outcome, elapsed)
+            return self._leave(env, entered, crash=exc)
+        return self._leave(env, entered, outcome)
 
     def _ending(self, report: Any) -> None:
         super()._ending(report)

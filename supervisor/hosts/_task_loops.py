@@ -33,7 +33,7 @@ from typing import TYPE_CHECKING, Any
 
 from .._events import emit
 from ..delivery._messages import Reports
-from ._async import TOOL_WORKERS, DaemonExecutor
+from ._async import TOOL_WORKERS, DaemonExecutor, close_loop
 
 if TYPE_CHECKING:
     from ._task_host import TaskHost
@@ -200,21 +200,10 @@ class TaskLoop:
         self._close()
 
     def _close(self) -> None:
-        loop = self.loop
-        try:
-            pending = asyncio.all_tasks(loop)
-            for task in pending:
-                task.cancel()
-            if pending:
-                loop.run_until_complete(asyncio.wait(pending, timeout=1.0))
-        except BaseException:  # noqa: BLE001 - teardown of a loop that is going away anyway
-            pass
-        finally:
-            with self._inbox_lock:
-                self.closed = True
-                self._inbox.clear()
-            self.executor.shutdown(wait=False, cancel_futures=True)
-            loop.close()
+        with self._inbox_lock:  # calls from now on are refused (the caller ends the host)
+            self.closed = True
+            self._inbox.clear()
+        close_loop(self.loop, self.executor)
 
     def tick(self) -> None:
         self.ticked_at = time.monotonic()
