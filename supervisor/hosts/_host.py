@@ -125,7 +125,8 @@ class ThreadHost(HostCore, pykka.ThreadingActor):
         entered = self._enter(env)
         tracing = self.slot.runtime.tracing
         try:
-            self._begin_durable(env)
+            if self.slot.durability is not None:
+                self._begin_durable(env)
             if tracing is None:
                 outcome = self.runner.call(env)
             else:

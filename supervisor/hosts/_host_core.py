@@ -222,6 +222,8 @@ class HostCore:
         return token, time.perf_counter()
 
     def _begin_durable(self, env: Envelope) -> None:
+        """A durable agent's message is recorded as begun (its caller checks `durability`
+        first: a call less per message for every other agent)."""
         durability = self.slot.durability
         if durability is not None and env.seq is not None and not env.begun:
             durability.begin(env, self.slot.queued_behind())
@@ -241,11 +243,7 @@ class HostCore:
         if crash is not None:
             self._crash(env, crash)
             return False
-        return self._answer(env, outcome, elapsed)
-
-    def _answer(self, env: Envelope, outcome: Any, elapsed: float) -> bool:
-        """The handler returned `outcome` for env: answer it, unless the host was given up on
-        meanwhile (a late result is discarded); False when this host takes no more messages."""
+        # answer it, unless the host was given up on meanwhile (a late result is discarded)
         slot = self.slot
         with slot.lock:
             self.current = None

@@ -201,9 +201,11 @@ class InThreadRunner(LocalRunner):
     def call(self, env: Envelope) -> Any:
         agent = self.agent
         assert agent is not None
-        message, refused = validate_input(agent, env.message)
-        if refused is not None:
-            return refused
+        message = env.message
+        if agent.input_model is not None:
+            message, refused = validate_input(agent, message)
+            if refused is not None:
+                return refused
         result = agent.handle(message)
         if hasattr(type(result), "__await__"):  # a coroutine (async def handle) or a future
             loop = self._loop

@@ -61,9 +61,11 @@ class TaskRunner(LocalRunner):
     async def call(self, env: Envelope) -> Any:
         agent = self.agent
         assert agent is not None
-        message, refused = validate_input(agent, env.message)
-        if refused is not None:
-            return refused
+        message = env.message
+        if agent.input_model is not None:
+            message, refused = validate_input(agent, message)
+            if refused is not None:
+                return refused
         return await agent.handle(message)
 
     def cancel(self) -> None:
@@ -192,7 +194,8 @@ class TaskHost(HostCore):
         entered = self._enter(env)
         tracing = self.slot.runtime.tracing
         try:
-            self._begin_durable(env)
+            if self.slot.durability is not None:
+                self._begin_durable(env)
             if tracing is None:
                 outcome = await self.runner.call(env)
             else:
