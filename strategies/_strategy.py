@@ -33,6 +33,9 @@ class RestartStrategy(BaseModel):
 
     model_config = ConfigDict(frozen=True, extra="forbid")
     name: ClassVar[str] = "abstract"
+    # affected() is the failed child alone whatever its siblings are: an exit can be planned
+    # from that child's info only (one step, not one per sibling, in a tree of 100,000)
+    independent: ClassVar[bool] = False
 
     max_restarts: int = Field(default=3, ge=0)
     within_seconds: float = Field(default=5.0, gt=0.0, allow_inf_nan=False)
@@ -47,6 +50,7 @@ class OneForOne(RestartStrategy):
     """Only the failed child is restarted."""
 
     name: ClassVar[str] = "one_for_one"
+    independent: ClassVar[bool] = True
 
     def affected(self, children: Sequence[str], failed: str) -> list[str]:
         return [failed]

@@ -213,3 +213,25 @@ def test_breaker_policy_validation():
         BreakerPolicy(fail_max=0)
     with pytest.raises(ValidationError):
         BreakerPolicy(reset_timeout=0)
+
+
+@pytest.mark.parametrize("kind", list(ExitKind))
+@pytest.mark.parametrize("restart", ["permanent", "transient", "temporary"])
+@pytest.mark.parametrize("recent", [0, 3])
+def test_one_for_one_plans_an_exit_from_the_failed_childs_info_alone(kind, restart, recent):
+    """The supervisor gives an independent strategy only the failed child's info (O(1) in a
+    large tree): what restarts and what is removed must be what the whole list gives (when
+    it escalates, the supervisor stops every child itself, whatever plan.stop says)."""
+    kids = [ChildInfo("a", "permanent"), ChildInfo("b", restart), ChildInfo("c", "transient")]
+    alone = [ChildInfo("b", restart)]
+    strategy = OneForOne(max_restarts=3)
+    assert OneForOne.independent
+    assert not OneForAll.independent
+    assert not RestForOne.independent
+    full = plan_exit(strategy, kids, "b", kind, recent)
+    one = plan_exit(strategy, alone, "b", kind, recent)
+    assert (one.restart, one.remove, one.escalate, one.counted) == (
+        full.restart, full.remove, full.escalate, full.counted
+    )
+    if not full.escalate:
+        assert one.stop == full.stop

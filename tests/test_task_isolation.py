@@ -459,6 +459,48 @@ def test_persisted_state_of_a_task_agent_survives_its_crash(tmp_path):
         assert system.ask("root/t", "+", timeout=WAIT).data == 4
 
 
+class Notes(Agent):
+    """Keeps what it was told (persisted); "get" answers it."""
+
+    def __init__(self) -> None:
+        self.items: list[str] = []
+
+    def snapshot(self) -> dict[str, list[str]]:
+        return {"items": self.items}
+
+    def restore(self, state: dict[str, list[str]]) -> None:
+        self.items = list(state["items"])
+
+    async def handle(self, message: Any) -> Any:
+        if message != "get":
+            self.items.append(message)
+        return list(self.items)
+
+
+def test_a_passivated_task_agent_comes_back_with_its_state(tmp_path):
+    clock = FakeClock()
+    store = f"sqlite:///{tmp_path / 'state.db'}"
+    with start(tree(), store=store, clock=clock) as system:
+        spec = task("conv", Notes, persist=True, passivate_after=60.0)
+        path = system.start_child("root", spec)
+        system.ask(path, "hello", timeout=WAIT)
+        clock.advance(61.0)
+        wait_until(lambda: system.health().actors[path].state == "passivated")
+        assert system.ask(path, "get", timeout=WAIT).data == ["hello"]  # woken, with its state
+        assert system.health().actors[path].state == "running"
+        assert system.health().actors[path].restarts == 0
+
+
+def test_a_durable_task_agent_refuses_a_duplicate_send(tmp_path):
+    store = f"sqlite:///{tmp_path / 'state.db'}"
+    with start(tree(task("d", Notes, durable=True)), store=store) as system:
+        first = system.ask("root/d", "order-1", timeout=WAIT, idempotency_key="k1")
+        assert first.data == ["order-1"]
+        again = system.ask("root/d", "order-1", timeout=WAIT, idempotency_key="k1")
+        assert again.reason is FailureReason.DUPLICATE
+        assert system.health().actors["root/d"].pending_durable == 0
+
+
 def test_ten_thousand_task_agents_start_and_answer_at_once():
     children = [task(f"a{i}", Echo) for i in range(10_000)]
     with start(tree(*children), start_timeout=120.0) as system:

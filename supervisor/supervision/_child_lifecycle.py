@@ -8,15 +8,18 @@ knows nothing of the actor but how to post it a message and start a child superv
 
 from __future__ import annotations
 
+import contextlib
 import functools
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
+from actors import ExecutionStatus, FailureReason
+
 from .._events import emit
 from .._exceptions import ChildStartError
 from ..delivery._messages import Shutdown, TimerFired
-from ..delivery._slot import AgentSlot, SlotState
-from ..hosts._launch import launch_host, starts_in_order
+from ..delivery._slot import AgentSlot, SlotState, give_up
+from ..hosts._launch import launch_host, starts_in_order, stops_in_order, task_batch
 from ._child_record import ChildRecord, settle
 from ._child_tally import ChildTally
 from ._node import SupervisorNode
@@ -29,6 +32,7 @@ if TYPE_CHECKING:
 __all__ = ["ChildLifecycle"]
 
 SpawnSupervisor = Callable[[SupervisorNode, int], None]
+STEP = 256  # task agents started (or stopped) in one step, before the supervisor reads on
 
 
 class ChildLifecycle:
@@ -97,6 +101,40 @@ class ChildLifecycle:
             self.arm(rec, "start_timeout", timeout)
         return in_order
 
+    def start_step(self, now: float) -> bool:
+        """Start the first child, in declaration order, that is down and should run (not in
+        its restart backoff, not held for abandoned handlers), and the declared task agents
+        right after it, up to STEP; True if any started."""
+        started = 0
+        with contextlib.closing(self.tally.down_to_run()) as down, task_batch():
+            for rec in down:
+                if rec.not_before is not None and now < rec.not_before:
+                    continue
+                if started and not self.joins_batch(rec):
+                    break
+                if self.held_for_abandoned(rec):
+                    continue  # retried when one of its abandoned threads ends
+                started += 1
+                if not self.start(rec) or started >= STEP:
+                    break
+        if started:
+            self.arm_batch()
+        return started > 0
+
+    def stop_step(self, rec: ChildRecord, purpose: str, terminating: bool) -> None:
+        """Stop `rec`; when the supervisor terminates, the task agents up before it on the
+        same loop too (up to STEP: their stops run in reverse declaration order there)."""
+        with task_batch():
+            self.stop(rec, purpose)
+            if not terminating:
+                return
+            for _ in range(STEP - 1):
+                then = self.tally.last_up()
+                if then is None or not stops_in_order(rec.host, then.host):
+                    return
+                self.stop(then, purpose)
+                rec = then
+
     def arm_batch(self) -> None:
         """The start_timeout of the task agents started in this step: one timer for all that
         have the same timeout (the ones that have started by then are skipped)."""
@@ -152,6 +190,31 @@ class ChildLifecycle:
             node.post(Shutdown(purpose))
             if node.spec.shutdown_timeout is not None:
                 self.arm(rec, "shutdown_timeout", node.spec.shutdown_timeout)
+
+    def abandon_hung(self, rec: ChildRecord, error: str | None) -> None:
+        """A child hung (past a deadline, or its start): its host is abandoned (killed
+        where it can be) and never answers again."""
+        if rec.host is not None:
+            rec.host.abandon()
+            self.event("child_abandoned", rec, level="warning", reason=error)
+
+    def abandon_stopping(self, rec: ChildRecord) -> None:
+        """A child did not stop within its shutdown_timeout: give up on it (its host is
+        abandoned, killed where it can be; the message it was still running is answered, and
+        stays pending in a durable mailbox); it counts as down."""
+        if rec.host is not None:
+            current = rec.host.abandon()  # the message it was still running, if any
+            if current is not None:
+                current.keep_pending = current.seq is not None  # durable: not handled
+                give_up(
+                    current,
+                    ExecutionStatus.FAILURE,
+                    "abandoned: did not finish within shutdown_timeout",
+                    rec.node.path,
+                    FailureReason.DEADLINE,
+                )
+        self.event("child_abandoned", rec, level="warning", reason="shutdown_timeout")
+        rec.phase = Phase.DOWN
 
     def set_down(self, rec: ChildRecord, purpose: str) -> None:
         settle(rec.node, purpose, self.node.path)

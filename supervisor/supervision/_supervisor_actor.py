@@ -6,10 +6,13 @@ strategies.plan_exit(); carrying them out is a reconcile loop over per-child rec
 
 0. a child added by start_child starts at once (_dynamic_children.py: its first start waits
    for no sibling, and if it fails the child is discarded, not restarted);
-1. at most one child is stopping at a time, in reverse declaration order;
+1. at most one child is stopping at a time, in reverse declaration order (when terminating,
+   task agents of one loop stop up to 256 per step: stop_step);
 2. children marked for removal are removed once down;
 3. when terminating (escalation or shutdown) and everything is down, report and end;
-4. at most one child is (re)starting at a time, in declaration order (skipping backoffs);
+4. children (re)start in declaration order (skipping backoffs), one per step and each after
+   the previous one's report; declared task agents up to 256 per step, on one loop, which
+   runs their starts in that order (_child_lifecycle.py: start_step);
 5. when the initial start is complete, report Started to the parent.
 
 A new incarnation (its parent restarted it) starts with a fresh restart budget.
@@ -22,7 +25,6 @@ from typing import TYPE_CHECKING, Any
 
 import pykka
 
-from actors import ExecutionStatus, FailureReason
 from strategies import (
     ChildInfo,
     ExitKind,
@@ -47,8 +49,7 @@ from ..delivery._messages import (
     TimerFired,
     Wake,
 )
-from ..delivery._slot import AgentSlot, give_up
-from ..hosts._launch import stops_in_order, task_batch
+from ..delivery._slot import AgentSlot
 from ..hosts._outcome import describe
 from . import _passivation as passivation
 from ._child_lifecycle import ChildLifecycle
@@ -62,8 +63,6 @@ if TYPE_CHECKING:
     from ._tree import TreeIndex
 
 __all__ = ["SupervisorActor"]
-
-_START_BATCH = 256  # task agents started (or stopped) in one step, then the mailbox is read
 
 
 class SupervisorActor(pykka.ThreadingActor):
@@ -222,9 +221,8 @@ class SupervisorActor(pykka.ThreadingActor):
         rec.phase = Phase.DOWN
         rec.restart_pending = False  # it is down now: the plan below decides its restart
         self.life.cancel(rec)
-        if msg.kind is ExitKind.HANG and rec.host is not None:
-            rec.host.abandon()
-            self.life.event("child_abandoned", rec, level="warning", reason=msg.error)
+        if msg.kind is ExitKind.HANG:
+            self.life.abandon_hung(rec, msg.error)
         self.life.event(
             "child_exited",
             rec,
@@ -245,7 +243,9 @@ class SupervisorActor(pykka.ThreadingActor):
 
     def _plan(self, rec: ChildRecord, kind: ExitKind, error: str | None) -> None:
         now = self.clock.now()
-        infos = [ChildInfo(r.id, r.node.spec.restart) for r in self.children]
+        alone = self.strategy.independent  # the plan concerns rec only (escalating: all, below)
+        group = [rec] if alone else self.children
+        infos = [ChildInfo(r.id, r.node.spec.restart) for r in group]
         plan = plan_exit(self.strategy, infos, rec.id, kind, self.window.prune(now))
         if plan.counted:
             self.node.budget_used = self.window.add(now)
@@ -254,19 +254,13 @@ class SupervisorActor(pykka.ThreadingActor):
                 f"restart budget exhausted: more than {self.strategy.max_restarts} restarts "
                 f"in {self.strategy.within_seconds}s (last: {rec.node.path}: {error})"
             )
-            emit(
-                "supervisor_budget_exhausted",
-                level="error",
-                supervisor=self.node.path,
-                child=rec.node.id,
-                path=self.node.path,
-                agent_id=self.node.id,
-                reason=reason,
-            )
+            node = self.node
+            emit("supervisor_budget_exhausted", level="error", supervisor=node.path,
+                 child=rec.node.id, path=node.path, agent_id=node.id, reason=reason)  # fmt: skip
             self.life.set_down(rec, "escalate")
             self._terminate("escalate", reason)
             return
-        by_id = {r.id: r for r in self.children}
+        by_id = {r.id: r for r in group}
         for cid in plan.stop:
             sib = by_id[cid]
             if sib.phase in (Phase.RUNNING, Phase.STARTING) and sib.want != Want.REMOVE:
@@ -341,19 +335,7 @@ class SupervisorActor(pykka.ThreadingActor):
             error = f"start exceeded start_timeout={limit}s"
             self._on_exited(Exited(rec.node, rec.gen, ExitKind.HANG, None, error))
         elif msg.what == "shutdown_timeout" and rec.phase == Phase.STOPPING:
-            if rec.host is not None:
-                current = rec.host.abandon()  # the message it was still running, if any
-                if current is not None:
-                    current.keep_pending = current.seq is not None  # durable: not handled
-                    give_up(
-                        current,
-                        ExecutionStatus.FAILURE,
-                        "abandoned: did not finish within shutdown_timeout",
-                        rec.node.path,
-                        FailureReason.DEADLINE,
-                    )
-            self.life.event("child_abandoned", rec, level="warning", reason="shutdown_timeout")
-            rec.phase = Phase.DOWN
+            self.life.abandon_stopping(rec)
             self._after_stop(rec)
 
     # -- carrying decisions out ---------------------------------------------------------------
@@ -369,15 +351,7 @@ class SupervisorActor(pykka.ThreadingActor):
             return
         stop = self._next_to_stop()
         if stop is not None:
-            with task_batch():
-                self.life.stop(stop, self._stop_purpose(stop))
-                if self.mode == Mode.TERMINATING:  # the task agents after it stop with it
-                    for _ in range(_START_BATCH - 1):
-                        then = tally.last_up()
-                        if then is None or not stops_in_order(stop.host, then.host):
-                            break
-                        self.life.stop(then, self.purpose)
-                        stop = then
+            self.life.stop_step(stop, self._stop_purpose(stop), self.mode == Mode.TERMINATING)
             return
         if tally.remove_down:
             for rec in [
@@ -389,21 +363,7 @@ class SupervisorActor(pykka.ThreadingActor):
             return
         if tally.restarting:
             return
-        now = self.clock.now()
-        started = 0
-        with contextlib.closing(tally.down_to_run()) as down, task_batch():  # declared order
-            for rec in down:
-                if rec.not_before is not None and now < rec.not_before:
-                    continue
-                if started and not self.life.joins_batch(rec):
-                    break
-                if self.life.held_for_abandoned(rec):
-                    continue  # retried when one of its abandoned threads ends
-                started += 1
-                if not self.life.start(rec) or started >= _START_BATCH:
-                    break
-        if started:
-            self.life.arm_batch()
+        if self.life.start_step(self.clock.now()):
             return
         if self.mode == Mode.STARTING and all(
             r.phase == Phase.RUNNING or r.held for r in self.children if r.want == Want.RUN
