@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import threading
+import time
 from typing import Any
 
 import pytest
@@ -182,6 +183,49 @@ class Router(Agent):
 class Sync(Agent):
     def handle(self, message: Any) -> Any:
         return message
+
+
+class SlowJournal(Journal):
+    """A Journal whose on_start takes 5 ms (a healthy but slow start: a config read)."""
+
+    def on_start(self) -> None:
+        time.sleep(0.005)  # sleep-ok: the slow start under test (not a wait for anything)
+        super().on_start()
+
+
+class GatedJournal(Journal):
+    """A Journal whose handler waits (off the loop) until `gate` is set."""
+
+    def __init__(self, name: str, journal: list[str], gate: threading.Event) -> None:
+        super().__init__(name, journal)
+        self.gate = gate
+
+    async def handle(self, message: Any) -> Any:
+        await asyncio.to_thread(self.gate.wait, WAIT)
+        return self.name
+
+
+class Poller(Agent):
+    """Leaves a background task running; "boom" crashes; the task records its cancel."""
+
+    def __init__(self, cancelled: threading.Event) -> None:
+        self.cancelled = cancelled
+
+    async def handle(self, message: Any) -> Any:
+        if message == "poll":
+            asyncio.get_running_loop().create_task(self._forever())
+            return "polling"
+        if message == "stop the loop":
+            asyncio.get_running_loop().stop()
+            return "stopped it?"
+        raise RuntimeError("boom")
+
+    async def _forever(self) -> None:
+        try:
+            await asyncio.Event().wait()
+        except asyncio.CancelledError:
+            self.cancelled.set()
+            raise
 
 
 def make_sync() -> Agent:
@@ -400,6 +444,48 @@ def test_a_declared_task_agent_whose_start_hangs_is_replaced_at_its_start_timeou
         booting.join(WAIT)
         if started:
             started[0].shutdown()
+
+
+def test_slow_but_healthy_starts_are_not_a_stall_nor_late():
+    journal: list[str] = []
+    names = [f"s{i}" for i in range(300)]  # 1.5 s of on_start in one loop, 1 s start_timeout
+    children = [task(n, SlowJournal, args=(n, journal), start_timeout=1.0) for n in names]
+    with capture_events() as events, start(tree(*children), start_timeout=60.0) as system:
+        assert journal == [f"start {n}" for n in names]
+        assert not events.matching("task_loop_stalled")
+        assert not events.matching("child_exited")
+        assert sum(a.restarts for a in system.health().actors.values()) == 0
+
+
+def test_a_busy_agent_at_shutdown_still_stops_in_reverse_order():
+    journal: list[str] = []
+    gate = threading.Event()
+    children = [task(n, GatedJournal, args=(n, journal, gate)) for n in ("a", "b", "c")]
+    system = start(tree(*children))
+    busy = system.ask_future("root/b", "work", timeout=WAIT)
+    wait_until(lambda: system.health().actors["root/b"].busy)
+    stopping = threading.Thread(target=system.shutdown)
+    stopping.start()
+    try:
+        wait_until(lambda: "stop c" in journal)
+        gate.set()  # b finishes its message, then stops; a only after it
+        stopping.join(WAIT)
+    finally:
+        gate.set()
+        stopping.join(WAIT)
+    assert busy.result().data == "b"
+    assert journal[3:] == ["stop c", "stop b", "stop a"]
+
+
+def test_what_an_agent_leaves_running_ends_with_it_and_loop_stop_is_ignored():
+    cancelled = threading.Event()
+    with start(tree(task("p", Poller, args=(cancelled,)), task("b", Echo))) as system:
+        assert system.ask("root/p", "poll", timeout=WAIT).data == "polling"
+        assert not cancelled.is_set()
+        system.ask("root/p", "boom", timeout=WAIT)  # this incarnation ends
+        assert cancelled.wait(WAIT)
+        assert system.ask("root/p", "stop the loop", timeout=WAIT).data == "stopped it?"
+        assert system.ask("root/b", "hi", timeout=WAIT).status is ExecutionStatus.SUCCESS
 
 
 def test_start_child_and_stop_child_of_task_agents():

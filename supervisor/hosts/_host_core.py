@@ -99,14 +99,14 @@ class HostCore:
             if self.abandoned:
                 return None
             self.abandoned = True
-            running = not self.finished
             in_flight = None if self.hung else self.current
             self.current = None
+            # decided with `finished` under the lock, so _ending counts it down exactly once
+            if not self.finished and self.runner.isolation in _RUNS_ON:
+                self.counted_abandoned = True
+                self.slot.stats.count_abandoned(+1, new=True)
         self.slot.detach(self)
         self.runner.kill(reason)
-        if running and self.runner.isolation in _RUNS_ON:
-            self.counted_abandoned = True
-            self.slot.stats.count_abandoned(+1, new=True)
         self.request_stop()
         return in_flight
 
@@ -326,12 +326,14 @@ class HostCore:
         the host, send `report`, release its runner, and if it had been abandoned, count its
         thread as gone (an agent held down for it may start again)."""
         with self.slot.lock:
+            if self.finished:
+                return
             self._finish_locked()
-            was_abandoned = self.abandoned
+            counted = self.counted_abandoned
         if report is not None:
             self._report(report)
         self.runner.close()
-        if was_abandoned and self.counted_abandoned:
+        if counted:
             self.slot.stats.count_abandoned(-1)
             self._report(Reconcile())
 

@@ -6,38 +6,35 @@ does on its loop runs in `_on_loop` (its start, a drain of its mailbox, its orde
 `busy` (under the slot lock) makes those one at a time: a stop request that comes while a
 drain runs is carried out when the drain ends. A handler past its deadline is cancelled. The
 loop may change between two messages (after a stall, see _task_loops.py): every callback
-checks it still runs on the host's loop.
+checks it still runs on the host's loop. A host asked to stop before its start or a drain
+began on the loop stops at once (no start, no drain), so a supervisor's stops, posted in
+reverse declaration order, run in that order.
 """
 
 from __future__ import annotations
 
 import asyncio
 import inspect
+import weakref
 from typing import TYPE_CHECKING, Any
 
 from actors import Agent
+from strategies import ExitKind
 
-from ..delivery._messages import Started, Stopped
+from ..delivery._messages import Exited, Started, Stopped
 from ._host_core import HostCore
 from ._runner import LocalRunner, validate_input
+from ._task_loop import cancel_spawned, running_host
 from ._task_loops import TaskLoop, loops_of
 
 if TYPE_CHECKING:
     from ..delivery._envelope import Envelope
     from ..delivery._slot import AgentSlot
 
-__all__ = ["TaskHost", "TaskRunner", "coroutine_handler"]
+__all__ = ["TaskHost", "TaskRunner"]
 
 _START, _WAKE, _STOP = "start", "wake", "stop"
 _FAIR_SHARE = 16  # messages one agent handles before it lets its loop's other agents run
-
-
-def coroutine_handler(factory: Any) -> bool | None:
-    """Is the factory's `handle` an `async def`? None when that cannot be told before it is
-    built (a function, a lambda)."""
-    if isinstance(factory, type) and issubclass(factory, Agent):
-        return inspect.iscoroutinefunction(factory.handle)
-    return None
 
 
 class TaskRunner(LocalRunner):
@@ -77,7 +74,8 @@ class TaskRunner(LocalRunner):
 
 class TaskHost(HostCore):
     """Invariants (under the slot lock): `busy` while one of its callbacks or its drain task
-    runs on its loop; `loop` changes only while it is not busy (TaskLoops.move_to)."""
+    runs on its loop; `loop` changes only while it is not busy (move_to); `start_began` is
+    when its start began on the loop (None before)."""
 
     runner: TaskRunner
 
@@ -88,6 +86,8 @@ class TaskHost(HostCore):
         self.loop: TaskLoop = self.loops.place(self, near)
         self.busy = False
         self.drain_task: asyncio.Task[None] | None = None
+        self.start_began: float | None = None
+        self.spawned: weakref.WeakSet[asyncio.Task[Any]] | None = None  # made on first task
 
     @classmethod
     def launch(cls, slot: AgentSlot, gen: int, near: TaskLoop | None = None) -> TaskHost:
@@ -101,8 +101,21 @@ class TaskHost(HostCore):
 
     def _post(self, what: str) -> None:
         loop = self.loop
-        if not loop.call(self._on_loop, loop, what):  # its loop is closed: the system stops
-            self._ending(None)
+        if not loop.call(self._on_loop, loop, what):  # its loop has ended: the system stops
+            self._lost("its event loop has ended (the system is stopping)")
+
+    def _lost(self, error: str) -> None:
+        """Nothing can run this host any more: it takes no messages, and its supervisor is
+        told (as a crash, or Stopped when it was asked to stop)."""
+        with self.slot.lock:
+            if self.finished:
+                return
+            self.crashed = True
+            self.slot.lose_locked(self)
+            stopping = self.stopping
+        self._ending(Stopped(self.slot, self.gen) if stopping else None)
+        if not stopping:
+            self._report(Exited(self.slot, self.gen, ExitKind.CRASH, None, error))
 
     def wake(self) -> None:
         self._post(_WAKE)
@@ -135,6 +148,14 @@ class TaskHost(HostCore):
     def _started(self) -> bool:
         return self.runner.agent is not None or self.crashed
 
+    def start_due(self, timeout: float, now: float) -> float | None:
+        """When its start_timeout is up: counted from when its start began on the loop (a
+        start queued behind its siblings' is not late yet); None if it is up now."""
+        began = self.start_began
+        if began is None:
+            return now + timeout
+        return began + timeout if now < began + timeout else None
+
     # -- on its loop ---------------------------------------------------------------------------
 
     def _on_loop(self, loop: TaskLoop, what: str) -> None:
@@ -144,7 +165,11 @@ class TaskHost(HostCore):
             if what == _START and self._started:
                 return
             self.busy = True
-        if what == _START:
+            stop_now = self.stopping  # asked to stop: no start, no drain (stops keep order)
+        if stop_now:
+            self._idle()
+        elif what == _START:
+            self.start_began = self.slot.runtime.clock.now()
             if self._start_agent():
                 self._idle()
             elif self.crashed:
@@ -157,18 +182,24 @@ class TaskHost(HostCore):
             self._idle()
 
     def _idle(self, superseded: bool = False) -> None:
-        """Its callback or drain is over: carry out a stop request that came meanwhile."""
+        """Its callback or drain is over: carry out a stop request that came meanwhile; off
+        a retired loop if it is on one."""
         with self.slot.lock:
             self.busy = False
             self.drain_task = None
             stop = (self.stopping or superseded) and not self.finished
             if stop:
                 self.busy = True
+            moving = not stop and not self.finished and self.loop.retired
         if stop:
             self._stop_orderly()
+        elif moving:
+            self.loops.rehome(self, self.loop)
 
     async def _drain(self) -> None:
+        running_host.set(self)  # the tasks its handler creates are this incarnation's
         slot = self.slot
+        loop = self.loop
         handled = 0
         try:
             while True:
@@ -179,6 +210,7 @@ class TaskHost(HostCore):
                     self._arm(arm_at)
                 if not await self._handle(env):
                     break
+                loop.progress()
                 if self.stop_requested:
                     self._exit_normally()
                     self._ending(None)
@@ -207,7 +239,10 @@ class TaskHost(HostCore):
 
     def _ending(self, report: Any) -> None:
         super()._ending(report)
-        self.loops.leave(self, self.loop)
+        loop = self.loop
+        if self.spawned is not None:  # what this incarnation left running ends with it
+            loop.call(cancel_spawned, self.spawned)
+        self.loops.leave(self, loop)
 
     def _report(self, message: Any) -> None:
         self.loop.report(self.slot.parent, message, isinstance(message, (Started, Stopped)))

@@ -19,14 +19,21 @@ from .._events import emit
 from .._exceptions import ChildStartError
 from ..delivery._messages import Shutdown, TimerFired
 from ..delivery._slot import AgentSlot, SlotState, give_up
-from ..hosts._launch import launch_host, starts_in_order, stops_in_order, task_batch
+from ..hosts._launch import (
+    launch_host,
+    loop_of,
+    start_due,
+    starts_in_order,
+    stops_in_order,
+    task_batch,
+)
 from ._child_record import ChildRecord, settle
 from ._child_tally import ChildTally
 from ._node import SupervisorNode
 from ._states import NodeState, Phase
 
 if TYPE_CHECKING:
-    from ..hosts._host_core import HostCore
+    from ..hosts._task_loop import TaskLoop
     from ._tree import TreeIndex
 
 __all__ = ["ChildLifecycle"]
@@ -52,7 +59,7 @@ class ChildLifecycle:
         self._scheduler = tree.runtime.scheduler
         self.tally = ChildTally()
         self.children: list[ChildRecord] = []
-        self._near: HostCore | None = None  # the last task host started for a declared child
+        self._near: TaskLoop | None = None  # the loop of the last declared task agent started
         self._batch_watch: dict[float, list[tuple[Any, int]]] = {}  # see arm_batch
         self._by_node: dict[int, ChildRecord] = {}  # id(node) -> its record
         for child in node.children:
@@ -85,9 +92,10 @@ class ChildLifecycle:
             rec.gen = node.new_generation()
             node.set_state(SlotState.STARTING)
             declared = not rec.first_start
-            host = rec.host = launch_host(node, rec.gen, self._near if declared else None)
-            if declared and starts_in_order(host):
-                self._near = host
+            near = self._near if declared else None
+            host = rec.host = launch_host(node, rec.gen, near)
+            if declared and starts_in_order(host, near):
+                self._near = loop_of(host)
                 in_order = True
             timeout = node.spec.start_timeout
         else:
@@ -134,6 +142,21 @@ class ChildLifecycle:
                     return
                 self.stop(then, purpose)
                 rec = then
+
+    def start_not_late(self, rec: ChildRecord) -> bool:
+        """At a start_timeout: is rec's start not late yet? (A task agent's start counts from
+        when it began on its loop, not from its step: then a timer is armed for that.)"""
+        node, host = rec.node, rec.host
+        if not isinstance(node, AgentSlot) or node.spec.start_timeout is None:
+            return False
+        due = start_due(host, node.spec.start_timeout, self._scheduler.clock.now())
+        if due is None:
+            return False
+        gen = rec.gen
+        rec.timer = self._scheduler.call_at(
+            due, functools.partial(self._post, TimerFired("start_timeout", node, gen))
+        )
+        return True
 
     def arm_batch(self) -> None:
         """The start_timeout of the task agents started in this step: one timer for all that

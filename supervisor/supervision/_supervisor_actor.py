@@ -331,6 +331,8 @@ class SupervisorActor(pykka.ThreadingActor):
         if rec is None:
             return
         if msg.what == "start_timeout" and rec.phase == Phase.STARTING:
+            if self.life.start_not_late(rec):
+                return  # queued behind its siblings' starts: checked again later
             limit = rec.node.spec.start_timeout if isinstance(rec.node, AgentSlot) else None
             error = f"start exceeded start_timeout={limit}s"
             self._on_exited(Exited(rec.node, rec.gen, ExitKind.HANG, None, error))
