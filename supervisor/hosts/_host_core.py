@@ -16,6 +16,7 @@ Failure path, written plainly:
 
 from __future__ import annotations
 
+import abc
 import threading
 import time
 from contextvars import Token
@@ -43,7 +44,7 @@ _RUNS_ON = frozenset({"thread", "task"})  # an abandoned handler of these runs o
 _PASSED_ON = frozenset({"failure", "timeout", "invalid_output"})  # down the fallback chain
 
 
-class HostCore:
+class HostCore(abc.ABC):
     """Invariants: `current` is the message its handler is running (None between messages);
     once `hung`, `crashed` or `abandoned` is set the host never answers again; `finished` is
     set when what carries it (its thread, its task) is about to end."""
@@ -75,18 +76,18 @@ class HostCore:
 
     # -- what each kind of host does its own way -------------------------------------------
 
+    @abc.abstractmethod
     def wake(self) -> None:
         """Its slot has messages for it (any thread): drain them soon."""
-        raise NotImplementedError
 
+    @abc.abstractmethod
     def request_stop(self) -> None:
         """Finish the current message, run on_stop, report Stopped (any thread). A host still
         starting then never attaches itself to its slot (see AgentSlot.activate)."""
-        raise NotImplementedError
 
+    @abc.abstractmethod
     def worker_died(self, error: str) -> None:
         """The runner's process ended on its own (the reaper's thread): a crash."""
-        raise NotImplementedError
 
     # -- called from other threads ---------------------------------------------------------
 

@@ -162,6 +162,16 @@ class LocalRunner:
     def check(self, agent: Agent) -> None:
         """Refuse an agent this runner cannot run (raises: a crash at start)."""
 
+    def input_of(self, env: Envelope) -> tuple[Agent, Any, ExecutionResult | None]:
+        """The running agent, env's message as its input_model makes it, and the
+        INVALID_INPUT answer when the model refuses it (None: hand it to the handler)."""
+        agent = self.agent
+        assert agent is not None
+        if agent.input_model is None:
+            return agent, env.message, None
+        message, refused = validate_input(agent, env.message)
+        return agent, message, refused
+
     def state_to_save(self, durability: AgentDurability) -> bytes | None:
         """The agent's snapshot, if it changed since the last one saved; None otherwise, or
         when snapshot() failed (health and the log say why; the message is still answered)."""
@@ -199,13 +209,9 @@ class InThreadRunner(LocalRunner):
         self._loop: HostLoop | None = None  # made when the agent first returns an awaitable
 
     def call(self, env: Envelope) -> Any:
-        agent = self.agent
-        assert agent is not None
-        message = env.message
-        if agent.input_model is not None:
-            message, refused = validate_input(agent, message)
-            if refused is not None:
-                return refused
+        agent, message, refused = self.input_of(env)
+        if refused is not None:
+            return refused
         result = agent.handle(message)
         if hasattr(type(result), "__await__"):  # a coroutine (async def handle) or a future
             loop = self._loop

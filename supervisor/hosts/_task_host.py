@@ -23,7 +23,7 @@ from strategies import ExitKind
 
 from ..delivery._messages import Exited, Started, Stopped
 from ._host_core import HostCore
-from ._runner import LocalRunner, validate_input
+from ._runner import LocalRunner
 from ._task_loop import cancel_spawned, running_host
 from ._task_loops import TaskLoop, loops_of
 
@@ -56,13 +56,9 @@ class TaskRunner(LocalRunner):
             raise TypeError(msg)
 
     async def call(self, env: Envelope) -> Any:
-        agent = self.agent
-        assert agent is not None
-        message = env.message
-        if agent.input_model is not None:
-            message, refused = validate_input(agent, message)
-            if refused is not None:
-                return refused
+        agent, message, refused = self.input_of(env)
+        if refused is not None:
+            return refused
         return await agent.handle(message)
 
     def cancel(self) -> None:

@@ -57,7 +57,6 @@ class TaskLoops:
         self._live: list[TaskLoop] = [self._new_loop() for _ in range(self.size)]
         self._retired: list[TaskLoop] = []
         self._next = 0
-        self.stalls = 0
         self._closed = threading.Event()
         self._watch = threading.Thread(
             target=self._watch_loops, name=f"{name}-stall-watch", daemon=True
@@ -146,7 +145,6 @@ class TaskLoops:
             self._live[self._live.index(stalled)] = fresh
             stalled.retired = True
             self._retired.append(stalled)
-            self.stalls += 1
             members = list(stalled.members)
         stalled.flush_reports()  # what its blocked run of the inbox had not sent yet
         emit("task_loop_stalled", level="error", loop=stalled.name, agents=len(members),
