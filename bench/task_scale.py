@@ -6,11 +6,14 @@ Run: python -m bench.task_scale      (env: TASK_AGENTS=100000, SIZES=100,1000,10
 - TASK_AGENTS (100,000) of them in one process: start, RSS, stop;
 - 10,000 of them answering one ask each, all at once;
 - start_child of one task agent: the round trip of one call (p50 over 2,000, one after the
-  other), and what each costs when 32 callers start children at once.
+  other), and what each costs when 32 callers start children at once;
+- start_child_async from one event loop (an async server, one agent per conversation), 1,000
+  awaits in flight at a time, 10,000 children: the time each costs.
 """
 
 from __future__ import annotations
 
+import asyncio
 import os
 import statistics
 import sys
@@ -29,6 +32,8 @@ SIZES = [int(s) for s in os.environ.get("SIZES", "100,1000,10000").split(",")]
 MANY = int(os.environ.get("TASK_AGENTS", "100000"))
 START_CHILD_CALLS = 2000
 CALLERS = 32
+IN_FLIGHT = 1000
+ASYNC_STARTS = 10_000
 
 
 class AsyncEcho(Agent):
@@ -96,6 +101,24 @@ def start_child_costs() -> tuple[float, float]:
     return statistics.median(laps) * 1e6, amortised * 1e6
 
 
+def start_child_async_cost() -> float:
+    """µs each of ASYNC_STARTS start_child_async awaited from one loop, IN_FLIGHT at a time."""
+    system = start(Supervisor("root", strategy=OneForOne()))
+
+    async def burst() -> float:
+        t = time.perf_counter()
+        for first in range(0, ASYNC_STARTS, IN_FLIGHT):
+            specs = (ChildSpec(f"c{i}", AsyncEcho, isolation="task")
+                     for i in range(first, first + IN_FLIGHT))  # fmt: skip
+            await asyncio.gather(*(system.start_child_async("root", s) for s in specs))
+        return (time.perf_counter() - t) / ASYNC_STARTS
+
+    try:
+        return asyncio.run(burst()) * 1e6
+    finally:
+        system.shutdown(timeout=600.0)
+
+
 def rows() -> list[Row]:
     quiet()
     raw(100)  # warm-up: the first threads of a process cost more
@@ -110,8 +133,9 @@ def rows() -> list[Row]:
     )
     concurrent = tree_of(10_000, answer_all=True)
     alone, amortised = start_child_costs()
+    awaited = start_child_async_cost()
     print(f"start_child of a task agent: p50 {alone:.0f} us alone, {amortised:.0f} us each "
-          f"with {CALLERS} callers")  # fmt: skip
+          f"with {CALLERS} callers, {awaited:.0f} us each awaited {IN_FLIGHT:,} at a time")  # fmt: skip
     per_start = [per_agent(hk["start"], size, one["start"]) for size, hk, _ in scaling]
     per_stop = [per_agent(hk["stop"], size, one["stop"]) for size, hk, _ in scaling]
     sizes = f"{scaling[0][0]:,}..{n:,}"
@@ -134,6 +158,8 @@ def rows() -> list[Row]:
         value_row("start_child of one task agent, p50 round trip", alone, "us", 50),
         value_row(f"start_child of a task agent, {CALLERS} callers at once, each", amortised,
                   "us", None),
+        value_row(f"start_child_async of a task agent, {IN_FLIGHT:,} in flight, each", awaited,
+                  "us", 50),
     ]  # fmt: skip
 
 

@@ -231,7 +231,10 @@ def test_one_for_one_plans_an_exit_from_the_failed_childs_info_alone(kind, resta
     full = plan_exit(strategy, kids, "b", kind, recent)
     one = plan_exit(strategy, alone, "b", kind, recent)
     assert (one.restart, one.remove, one.escalate, one.counted) == (
-        full.restart, full.remove, full.escalate, full.counted
+        full.restart,
+        full.remove,
+        full.escalate,
+        full.counted,
     )
     if not full.escalate:
         assert one.stop == full.stop

@@ -47,6 +47,9 @@ class Runtime:
     # stop_child(path, *, timeout=30.0), for agent contexts (safe from a handler's thread)
     start_child: Callable[..., str]
     stop_child: Callable[..., None]
+    # their awaited twins, for task agents' contexts (no thread taken while waiting)
+    start_child_async: Callable[..., Awaitable[str]]
+    stop_child_async: Callable[..., Awaitable[None]]
     rng: random.Random = field(default_factory=random.Random)
     tracing: Tracing | None = None
     name: str = "hivekeeper"  # the root's id, to name worker processes

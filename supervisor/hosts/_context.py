@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 from typing import TYPE_CHECKING, Any
 
 from actors import ExecutionResult
@@ -107,13 +106,13 @@ class HostContext:
     ) -> str:
         wait = self._wait_for(timeout)
         runtime = self._host.slot.runtime
-        made: str = await asyncio.to_thread(runtime.start_child, supervisor, spec, timeout=wait)
+        made: str = await runtime.start_child_async(supervisor, spec, timeout=wait)
         return made
 
     async def stop_child_async(self, path: str, *, timeout: float | None = None) -> None:
         self._check_not_self(path)
         wait = self._wait_for(timeout)
-        await asyncio.to_thread(self._host.slot.runtime.stop_child, path, timeout=wait)
+        await self._host.slot.runtime.stop_child_async(path, timeout=wait)
 
     def _refuse_on_shared_loop(self, what: str) -> None:
         """A task agent's loop is shared: a blocking wait there could wait for a start that

@@ -9,27 +9,19 @@ from concurrent.futures import Future
 from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
-import pykka
-
 from strategies import ExitKind
 
 from .._clock import Clock, MonotonicClock
 from .._events import emit
-from .._exceptions import (
-    NotAChildError,
-    SupervisorUnavailableError,
-    TreeStartError,
-    UnknownPathError,
-)
+from .._exceptions import TreeStartError
 from .._scheduler import Scheduler
 from .._spec import ChildSpec, Supervisor
 from ..delivery._dead_letters import DeadLetter, DeadLetterOffice
-from ..delivery._messages import Exited, Shutdown, StartChild, Started, StopChild, Stopped
+from ..delivery._messages import Exited, Shutdown, Started, Stopped
 from ..delivery._runtime import Runtime
 from ..delivery._slot import SlotState
 from ..inspect._health import TreeHealth, snapshot
 from ..store import Store
-from ..supervision._node import SupervisorNode
 from ..supervision._states import NodeState, SystemState
 from ..supervision._supervisor_actor import SupervisorActor
 from ..supervision._tree import TreeIndex
@@ -37,6 +29,7 @@ from ._asking import Asking, PendingAsk
 from ._options import make_tracing, seconds
 from ._options import ray_address as ray_address_option
 from ._store_setup import SystemStore
+from ._tree_changes import TreeChanges
 
 if TYPE_CHECKING:
     from collections.abc import Iterable
@@ -85,6 +78,8 @@ class System:
             ask_async=self._asking._ask_async,
             start_child=self.start_child,
             stop_child=self.stop_child,
+            start_child_async=self.start_child_async,
+            stop_child_async=self.stop_child_async,
             rng=random.Random(seed),
             tracing=tracer,
             name=spec.id,
@@ -98,6 +93,7 @@ class System:
             self._store.close()
             raise
         self._asking.bind(self._runtime, self._tree)
+        self._changes = TreeChanges(self._tree, self._asking)
         self._root_done: Future[str] = Future()
         self._root_stopped = threading.Event()
         self._guardian_started = threading.Event()
@@ -320,16 +316,15 @@ class System:
         Safe from an agent's handler (it blocks only that handler's thread; the supervisor
         never waits on it). From a sibling's on_start too: a new child's first start waits
         for no sibling."""
-        timeout = seconds("timeout", timeout)
-        node = self._running_supervisor(supervisor)
-        if not isinstance(spec, (ChildSpec, Supervisor)):
-            msg = f"start_child takes a ChildSpec or Supervisor, got {type(spec).__name__}"
-            raise TypeError(msg)
-        self._tree.check_new_child(node, spec)
-        future: Future[str] = Future()
-        self._deliver(node, StartChild(spec, future))
-        path: str = self._outcome(future, timeout, f"start {spec.id} under {supervisor}")
-        return path
+        return self._changes.start_child(supervisor, spec, timeout=timeout)
+
+    async def start_child_async(
+        self, supervisor: str, spec: ChildSpec | Supervisor, *, timeout: float = 30.0
+    ) -> str:
+        """start_child() for code running in an event loop (one agent per conversation in an
+        async server): the same checks, outcome and errors, awaited without blocking the
+        loop or taking a thread. Cancelling the await does not undo the start."""
+        return await self._changes.start_child_async(supervisor, spec, timeout=timeout)
 
     def stop_child(self, path: str, *, timeout: float = 30.0) -> None:
         """Stop a child (it finishes its current message) and remove it: its path is unknown
@@ -337,43 +332,11 @@ class System:
         (and ValueError for a bad timeout): UnknownPathError (no such path, or a concurrent
         stop_child removed it first), NotAChildError (the root or a fallback),
         SupervisorUnavailableError, SystemNotRunningError."""
-        timeout = seconds("timeout", timeout)
-        self._asking.require_running()
-        child = self._tree.node(path)
-        parent = child.parent
-        if parent is None or parent is self._tree.guardian:
-            raise NotAChildError(path)
-        future: Future[None] = Future()
-        self._deliver(parent, StopChild(child, future))
-        self._outcome(future, timeout, f"stop {path}")
+        self._changes.stop_child(path, timeout=timeout)
 
-    def _deliver(self, node: SupervisorNode, message: StartChild | StopChild) -> None:
-        """Hand a request to a supervisor's live incarnation, or fail at once."""
-        if self._tree.supervisors.get(node.path) is not node:  # removed meanwhile
-            raise UnknownPathError(node.path, detail=f"{node.path} was removed")
-        actor = node.actor
-        state = node.state
-        if actor is not None and state in (NodeState.STARTING, NodeState.RUNNING):
-            try:
-                actor.actor_ref.tell(message)
-            except pykka.ActorDeadError:
-                state = NodeState.STOPPED
-            else:
-                return
-        msg = f"supervisor {node.path} is {state}; it cannot take {type(message).__name__}"
-        raise SupervisorUnavailableError(msg)
-
-    @staticmethod
-    def _outcome(future: Future[Any], timeout: float, what: str) -> Any:
-        try:
-            return future.result(timeout)
-        except TimeoutError as exc:
-            msg = f"could not {what} within {timeout}s"
-            raise SupervisorUnavailableError(msg) from exc
-
-    def _running_supervisor(self, path: str) -> SupervisorNode:
-        self._asking.require_running()
-        return self._tree.supervisor(path)
+    async def stop_child_async(self, path: str, *, timeout: float = 30.0) -> None:
+        """stop_child() for code running in an event loop: awaited, never blocking it."""
+        await self._changes.stop_child_async(path, timeout=timeout)
 
     # -- inspecting --------------------------------------------------------------------------
 
