@@ -24,10 +24,10 @@ from ._answering import finish, give_up
 from ._breaker import BreakerState, SlotBreaker
 from ._durable import PREFETCH
 from ._messages import Wake
+from ._slot_rate import SlotRate
 from ._stats import SlotStats
 
 if TYPE_CHECKING:
-    from .._scheduler import Timer
     from .._spec import ChildSpec
     from ..hosts._host_core import HostCore
     from ..supervision._node import SupervisorNode
@@ -98,10 +98,11 @@ class AgentSlot:
             if spec.breaker is not None
             else None
         )
-        self.limiter = (
-            runtime.limiters.for_limit(spec.rate_limit) if spec.rate_limit is not None else None
+        self.rate = (
+            SlotRate(runtime.limiters.for_limit(spec.rate_limit), self)
+            if spec.rate_limit is not None
+            else None
         )
-        self.rate_timer: Timer | None = None  # wakes the host when a token is due
         self.held_because: str | None = None  # DOWN: too many abandoned threads still running
         self.dynamic = False  # added by start_child (not in its supervisor's declaration)
         # a durable mailbox / persisted state (None for fallbacks: theirs is the primary's)
@@ -121,12 +122,9 @@ class AgentSlot:
                 limit = self.spec.mailbox_size
                 if reason is not None:
                     divert = (ExecutionStatus.REJECTED, reason, FailureReason.BREAKER_OPEN)
-                elif self.limiter is not None and self._cannot_wait_for_rate(env):
-                    divert = (
-                        ExecutionStatus.REJECTED,
-                        self._rate_error(),
-                        FailureReason.RATE_LIMITED,
-                    )
+                elif self.rate is not None and self.rate.too_late(len(self.queue), env.deadline):
+                    divert = (ExecutionStatus.REJECTED, self.rate.error(),
+                              FailureReason.RATE_LIMITED)  # fmt: skip
                 elif limit is not None and len(self.queue) >= limit:
                     if self.spec.overflow == "drop_oldest":
                         dropped = self.queue.popleft()
@@ -229,10 +227,11 @@ class AgentSlot:
                     expired = self.queue.popleft()
                     if expired.trial and self.breaker is not None:
                         self.breaker.release_trial(expired)
-                elif self.limiter is not None and (wait := self.limiter.take(now)) > 0.0:
-                    limited = self._shed_for_rate(now, wait)
+                elif self.rate is not None and (wait := self.rate.take(now)) > 0.0:
+                    self.queue, limited = self.rate.shed(self.queue, now, wait)
                     if self.queue:  # the rest waits for the token, woken when it is due
-                        self._wake_at(now + wait)
+                        self.wake_pending = True  # meanwhile new messages send no wake-ups
+                        self.rate.wake_at(now + wait)
                         if not limited:
                             return None, None
                 else:
@@ -245,59 +244,16 @@ class AgentSlot:
                 self.expired(expired)
             for late in limited:
                 self.stats.failed("rate_limited", None)
+                assert self.rate is not None
                 give_up(
-                    late, ExecutionStatus.REJECTED, self._rate_error(), self.path,
+                    late, ExecutionStatus.REJECTED, self.rate.error(), self.path,
                     FailureReason.RATE_LIMITED,
                 )  # fmt: skip
-
-    # -- rate limit (the caller holds the lock) --------------------------------------------
 
     def queued_behind(self) -> list[Envelope]:
         """The head of the queue (what a durable agent's prefetch may record)."""
         with self.lock:
             return list(itertools.islice(self.queue, PREFETCH))
-
-    def _cannot_wait_for_rate(self, env: Envelope) -> bool:
-        """Would env, queued behind what is queued now, miss its deadline for want of a token?"""
-        assert self.limiter is not None
-        return self.limiter.too_late(self.runtime.clock.now(), len(self.queue), env.deadline)
-
-    def _shed_for_rate(self, now: float, wait: float) -> list[Envelope]:
-        assert self.limiter is not None
-        self.queue, shed = self.limiter.shed(self.queue, now, wait)
-        return shed
-
-    def _wake_at(self, when: float) -> None:
-        """Wake the attached host when a token is due (one timer at a time; wake_pending stays
-        set meanwhile, so new messages send no wake-ups of their own)."""
-        self.wake_pending = True
-        if self.rate_timer is None or self.rate_timer.when > when:
-            if self.rate_timer is not None:
-                self.rate_timer.cancel()
-            self.rate_timer = self.runtime.scheduler.call_at(when, self._rate_due)
-
-    def _rate_due(self) -> None:
-        with self.lock:
-            self.rate_timer = None
-            host = self.host
-        if host is not None:
-            host.wake()
-
-    def _rate_error(self) -> str:
-        assert self.limiter is not None
-        limit = self.limiter.limit
-        return (
-            f"rate limited ({limit.per_second:g}/s, burst {limit.capacity}): "
-            "its deadline cannot wait for a token"
-        )
-
-    def rate_health(self) -> tuple[float, int] | None:
-        """(tokens left, messages waiting for one), None without a rate limit."""
-        if self.limiter is None:
-            return None
-        with self.lock:
-            waiting = len(self.queue) if self.rate_timer is not None else 0
-        return self.limiter.available(self.runtime.clock.now()), waiting
 
     def expired(self, env: Envelope) -> None:
         """env reached the head of the queue after its ask deadline: not processed."""
@@ -397,9 +353,8 @@ class AgentSlot:
             if state in _CLOSED:  # retries waiting for their backoff will not happen now
                 drained.extend(self.retrying)
                 self.retrying.clear()
-                if self.rate_timer is not None:  # nothing left to wake
-                    self.rate_timer.cancel()
-                    self.rate_timer = None
+                if self.rate is not None:  # nothing left to wake
+                    self.rate.stop_waking()
         if not drained:
             return
         why = reason or self._unavailable(state)

@@ -148,8 +148,9 @@ def agent_entry(slot: AgentSlot, at: SnapshotPass) -> ActorHealth:
     stats = slot.stats
     host = slot.host
     failures, kills = stats.failures, stats.kills
-    breaker, limiter = slot.breaker, slot.limiter
-    rate = slot.rate_health() if limiter is not None else None
+    breaker, slot_rate = slot.breaker, slot.rate
+    limiter = slot_rate.limiter if slot_rate is not None else None
+    rate = slot_rate.health() if slot_rate is not None else None
     runner = host.runner if host is not None else None
     where: tuple[Any, ...]
     if runner is None:
