@@ -106,8 +106,7 @@ class HostContext:
     ) -> str:
         wait = self._wait_for(timeout)
         runtime = self._host.slot.runtime
-        made: str = await runtime.start_child_async(supervisor, spec, timeout=wait)
-        return made
+        return await runtime.start_child_async(supervisor, spec, timeout=wait)
 
     async def stop_child_async(self, path: str, *, timeout: float | None = None) -> None:
         self._check_not_self(path)

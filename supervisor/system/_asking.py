@@ -27,6 +27,7 @@ from ..delivery._slot import AgentSlot
 from ..store import StoreError
 from ..supervision._states import SystemState
 from ..supervision._tree import TreeIndex
+from ._loop_bridge import answered
 
 __all__ = ["Asking", "PendingAsk"]
 
@@ -147,20 +148,8 @@ class Asking:
         if isinstance(env, ExecutionResult):
             return env
         assert env.reply is not None
-        loop = asyncio.get_running_loop()
-        waiter: asyncio.Future[ExecutionResult] = loop.create_future()
-
-        def settle(result: ExecutionResult) -> None:
-            if not waiter.done():
-                waiter.set_result(result)
-
-        def deliver(result: ExecutionResult) -> None:
-            if not loop.is_closed():  # the caller may have given up and closed its loop
-                loop.call_soon_threadsafe(settle, result)
-
-        env.reply.add_done_callback(deliver)
         try:
-            return await asyncio.wait_for(asyncio.shield(waiter), seconds)
+            return await answered(env.reply.add_done_callback, seconds)
         except TimeoutError:
             return self._expire(env, path, seconds)
 

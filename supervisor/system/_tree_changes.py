@@ -9,7 +9,6 @@ needs no thread (the future's callback wakes the loop)."""
 
 from __future__ import annotations
 
-import asyncio
 from concurrent.futures import Future
 from typing import TYPE_CHECKING, TypeVar
 
@@ -19,6 +18,7 @@ from .._exceptions import NotAChildError, SupervisorUnavailableError, UnknownPat
 from .._spec import ChildSpec, Supervisor
 from ..delivery._messages import StartChild, StopChild
 from ..supervision._states import NodeState
+from ._loop_bridge import answered
 from ._options import seconds
 
 if TYPE_CHECKING:
@@ -26,7 +26,7 @@ if TYPE_CHECKING:
     from ..supervision._tree import TreeIndex
     from ._asking import Asking
 
-__all__ = ["TreeChanges", "settled"]
+__all__ = ["TreeChanges"]
 
 _T = TypeVar("_T")
 
@@ -41,34 +41,18 @@ class TreeChanges:
     def start_child(
         self, supervisor: str, spec: ChildSpec | Supervisor, *, timeout: float = 30.0
     ) -> str:
-        future, wait, what = self._send_start(supervisor, spec, timeout)
-        try:
-            return future.result(wait)
-        except TimeoutError as exc:
-            raise _unanswered(what, wait) from exc
+        return _outcome(*self._send_start(supervisor, spec, timeout))
 
     async def start_child_async(
         self, supervisor: str, spec: ChildSpec | Supervisor, *, timeout: float = 30.0
     ) -> str:
-        future, wait, what = self._send_start(supervisor, spec, timeout)
-        try:
-            return await settled(future, wait)
-        except TimeoutError as exc:
-            raise _unanswered(what, wait) from exc
+        return await _outcome_async(*self._send_start(supervisor, spec, timeout))
 
     def stop_child(self, path: str, *, timeout: float = 30.0) -> None:
-        future, wait = self._send_stop(path, timeout)
-        try:
-            future.result(wait)
-        except TimeoutError as exc:
-            raise _unanswered(f"stop {path}", wait) from exc
+        _outcome(*self._send_stop(path, timeout))
 
     async def stop_child_async(self, path: str, *, timeout: float = 30.0) -> None:
-        future, wait = self._send_stop(path, timeout)
-        try:
-            await settled(future, wait)
-        except TimeoutError as exc:
-            raise _unanswered(f"stop {path}", wait) from exc
+        await _outcome_async(*self._send_stop(path, timeout))
 
     def _send_start(
         self, supervisor: str, spec: ChildSpec | Supervisor, timeout: float
@@ -84,7 +68,7 @@ class TreeChanges:
         self._deliver(node, StartChild(spec, future))
         return future, wait, f"start {spec.id} under {supervisor}"
 
-    def _send_stop(self, path: str, timeout: float) -> tuple[Future[None], float]:
+    def _send_stop(self, path: str, timeout: float) -> tuple[Future[None], float, str]:
         wait = seconds("timeout", timeout)
         self._asking.require_running()
         child = self._tree.node(path)
@@ -93,7 +77,7 @@ class TreeChanges:
             raise NotAChildError(path)
         future: Future[None] = Future()
         self._deliver(parent, StopChild(child, future))
-        return future, wait
+        return future, wait, f"stop {path}"
 
     def _deliver(self, node: SupervisorNode, message: StartChild | StopChild) -> None:
         """Hand a request to a supervisor's live incarnation, or fail at once."""
@@ -112,33 +96,22 @@ class TreeChanges:
         raise SupervisorUnavailableError(msg)
 
 
+def _outcome(future: Future[_T], timeout: float, what: str) -> _T:
+    """The request's outcome, waited for at most `timeout` seconds."""
+    try:
+        return future.result(timeout)
+    except TimeoutError as exc:
+        raise _unanswered(what, timeout) from exc
+
+
+async def _outcome_async(future: Future[_T], timeout: float, what: str) -> _T:
+    """_outcome awaited from an event loop (the future itself is never cancelled)."""
+    try:
+        done = await answered(future.add_done_callback, timeout)
+    except TimeoutError as exc:
+        raise _unanswered(what, timeout) from exc
+    return done.result()
+
+
 def _unanswered(what: str, timeout: float) -> SupervisorUnavailableError:
     return SupervisorUnavailableError(f"could not {what} within {timeout}s")
-
-
-async def settled(future: Future[_T], timeout: float) -> _T:
-    """Await a concurrent future from an event loop, at most `timeout` seconds (TimeoutError
-    past it). The future is never cancelled, by the timeout or by the awaiting task being
-    cancelled: its owner settles it whatever the caller does. Its outcome reaches the loop
-    through call_soon_threadsafe, dropped if the loop has closed meanwhile."""
-    loop = asyncio.get_running_loop()
-    waiter: asyncio.Future[_T] = loop.create_future()
-
-    def copy(done: Future[_T]) -> None:
-        if waiter.done():
-            return
-        error = done.exception()
-        if error is not None:
-            waiter.set_exception(error)
-        else:
-            waiter.set_result(done.result())
-
-    def wake(done: Future[_T]) -> None:
-        if not loop.is_closed():
-            try:
-                loop.call_soon_threadsafe(copy, done)
-            except RuntimeError:  # closed between the check and the call
-                return
-
-    future.add_done_callback(wake)
-    return await asyncio.wait_for(asyncio.shield(waiter), timeout)
